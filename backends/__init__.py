@@ -1,0 +1,1 @@
+"""Storage backends (installed as duplicity_ng.backends)."""
