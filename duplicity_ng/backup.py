@@ -1,0 +1,374 @@
+"""The backup pipeline: walk, compare with the last signatures, write volumes, sigtar, manifest.
+
+One pass over the source: each path is compared with its previous signature record (FORMAT.md
+2.3); changed regular files are read once, feeding the new signature and either the full
+data (snapshot) or a librsync delta (diff) into 64 KiB tar members. Members flow into the
+volume writer, signatures into the signature tar in the cache, and the manifest is
+checkpointed in the cache (`.part`) after each volume is safely stored, so an interrupted run
+leaves a set that is never taken for complete.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import BinaryIO
+
+from duplicity_ng import rsync
+from duplicity_ng.backends.base import Backend
+from duplicity_ng.cache import ArchiveCache
+from duplicity_ng.container import StoredFileWriter
+from duplicity_ng.entry import Entry, FileType, Index, display
+from duplicity_ng.format import names
+from duplicity_ng.format.manifest import Manifest, quote
+from duplicity_ng.format.members import (
+    CHUNK_SIZE,
+    DIFF,
+    SIGNATURE,
+    SNAPSHOT,
+    deleted_header,
+    entry_header,
+    member_name,
+)
+from duplicity_ng.format.tarstream import TarWriter
+from duplicity_ng.log import Log
+from duplicity_ng.sigstate import SigRecord
+from duplicity_ng.stats import BackupStats
+from duplicity_ng.volumes import FinishedVolume, Uploader, VolumeWriter
+
+READ_SIZE = 1 << 20
+
+
+@dataclass(frozen=True)
+class SetPlan:
+    """Which set this run writes, and how its files are stored."""
+
+    set_kind: names.SetKind
+    start_time: int
+    end_time: int
+    encrypted: bool
+    compressed: bool
+    prefixes: names.Prefixes
+
+    def volume_name(self, number: int) -> str:
+        return names.volume_name(
+            self.set_kind,
+            self.start_time,
+            self.end_time,
+            number,
+            encrypted=self.encrypted,
+            compressed=self.compressed,
+            prefixes=self.prefixes,
+        )
+
+    def manifest_name(self, *, local: bool = False, partial: bool = False) -> str:
+        return names.manifest_name(
+            self.set_kind,
+            self.start_time,
+            self.end_time,
+            encrypted=self.encrypted and not local,
+            partial=partial,
+            prefixes=self.prefixes,
+        )
+
+    def signature_name(self, *, local: bool = False, partial: bool = False) -> str:
+        # In the cache signatures are plain while written (.part), gzipped once final.
+        return names.signature_name(
+            self.set_kind,
+            self.start_time,
+            self.end_time,
+            encrypted=self.encrypted and not local,
+            compressed=(local and not partial) or (not local and self.compressed),
+            partial=partial,
+            prefixes=self.prefixes,
+        )
+
+
+@dataclass
+class BackupSource:
+    root: str  # as given on the command line
+    walk: Iterator[tuple[Entry, bytes]]
+    max_blocksize: int = 0
+
+
+class Chunker:
+    """Splits one payload into members by duplicity's rule (FORMAT.md 2.2).
+
+    A payload under 64 KiB is a single `<kind>/p` member; otherwise every 64 KiB becomes a
+    `multivol_<kind>/p/<k>` chunk and the remainder (possibly empty) the last one.
+    """
+
+    def __init__(self, volumes: VolumeWriter, kind: str, entry: Entry) -> None:
+        self._volumes = volumes
+        self._kind = kind
+        self._entry = entry
+        self._buf = bytearray()
+        self._chunk = 0
+        self.total = 0
+
+    def push(self, data: bytes) -> None:
+        self._buf += data
+        self.total += len(data)
+        while len(self._buf) >= CHUNK_SIZE:
+            self._emit(bytes(self._buf[:CHUNK_SIZE]), final=False)
+            del self._buf[:CHUNK_SIZE]
+
+    def finish(self) -> None:
+        self._emit(bytes(self._buf), final=True)
+        self._buf.clear()
+
+    def _emit(self, data: bytes, final: bool) -> None:
+        index = self._entry.index
+        if final and self._chunk == 0:
+            name = member_name(self._kind, index)
+            block = None
+        else:
+            self._chunk += 1
+            name = member_name(self._kind, index, self._chunk)
+            block = None if final else self._chunk
+        self._volumes.add(entry_header(self._entry, name, len(data)), data, index, block)
+
+
+@dataclass
+class SetWriter:
+    """Everything one backup run writes: volumes, signature tar, manifest."""
+
+    plan: SetPlan
+    backend: Backend
+    cache: ArchiveCache
+    workdir: Path
+    volsize: int
+    log: Log
+    hostname: str = field(default_factory=socket.getfqdn)
+    stats: BackupStats = field(default_factory=BackupStats)
+
+    def __post_init__(self) -> None:
+        self.manifest = Manifest(hostname=self.hostname)
+        self._filelist = open(self.workdir / "filelist", "w+b")  # noqa: SIM115
+        self._filelist_count = 0
+        self._sig_part = self.cache.path(self.plan.signature_name(local=True, partial=True))
+        self._sig_file = open(self._sig_part, "wb")  # noqa: SIM115
+        self._sigtar = TarWriter(self._sig_file)
+        self._manifest_part = self.cache.path(self.plan.manifest_name(local=True, partial=True))
+        self._uploader = Uploader(self.backend, self._volume_stored)
+        self.volumes = VolumeWriter(
+            self.workdir,
+            self.volsize,
+            self.plan.compressed,
+            self.plan.volume_name,
+            self._uploader.submit,
+        )
+
+    # -- checkpoints --------------------------------------------------------------------
+    def _volume_stored(self, volume: FinishedVolume) -> None:
+        """Runs in the uploader thread, in volume order, once a volume is safely stored."""
+        self.manifest.volumes[volume.number] = volume.info
+        self.stats.total_destination_size_change += volume.size
+        mode = "ab" if volume.number > 1 else "wb"
+        with open(self._manifest_part, mode) as part:
+            if volume.number == 1:
+                part.write(self.manifest.header_bytes())
+            part.write(volume.info.to_bytes())
+            part.flush()
+            os.fsync(part.fileno())
+        self.log.info(f"Stored volume {volume.number}: {volume.remote_name}")
+
+    def set_localdir(self, localdir: bytes) -> None:
+        self.manifest.localdir = localdir
+
+    # -- members ------------------------------------------------------------------------
+    def add_deleted(self, old: SigRecord) -> None:
+        index = old.entry.index
+        self.volumes.add(deleted_header(index), b"", index, None)
+        self._sigtar.add(deleted_header(index))
+        self.stats.deleted_files += 1
+        self.stats.delta_entries += 1
+        if old.entry.type is FileType.REG:
+            self._filelist_line(b"deleted", index)
+
+    def add_special(self, entry: Entry, new: bool) -> None:
+        """A path without data: directory, symlink, fifo, device."""
+        self.volumes.add(
+            entry_header(entry, member_name(SNAPSHOT, entry.index)), b"", entry.index, None
+        )
+        self._sigtar.add(entry_header(entry, member_name(SNAPSHOT, entry.index, sigtar=True)))
+        self._count(entry, new)
+
+    def add_file(
+        self, entry: Entry, src: BinaryIO, old_signature: bytes | None, max_blocksize: int
+    ) -> None:
+        """A regular file: snapshot, or diff against `old_signature`; and its new signature."""
+        params = rsync.sig_params(entry.size, max_blocksize)
+        sig_job = rsync.SignatureJob(params)
+        sig_parts: list[bytes] = []
+        if old_signature is not None:
+            with rsync.Signature.load(old_signature) as basis:
+                chunker = Chunker(self.volumes, DIFF, entry)
+                delta = rsync.DeltaJob(basis)
+                size = self._pump(src, sig_job, sig_parts, chunker, delta)
+                chunker.push(delta.finish())
+        else:
+            chunker = Chunker(self.volumes, SNAPSHOT, entry)
+            size = self._pump(src, sig_job, sig_parts, chunker, None)
+        chunker.finish()
+        sig_parts.append(sig_job.finish())
+        signature = b"".join(sig_parts)
+        self._sigtar.add(
+            entry_header(entry, member_name(SIGNATURE, entry.index), len(signature)), signature
+        )
+        entry.size = size
+        self.stats.source_file_size += size
+        self._count(entry, old_signature is None)
+        self._filelist_line(b"new" if old_signature is None else b"changed", entry.index)
+
+    @staticmethod
+    def _pump(
+        src: BinaryIO,
+        sig_job: rsync.SignatureJob,
+        sig_parts: list[bytes],
+        chunker: Chunker,
+        delta: rsync.DeltaJob | None,
+    ) -> int:
+        size = 0
+        while data := src.read(READ_SIZE):
+            size += len(data)
+            sig_parts.append(sig_job.feed(data))
+            chunker.push(delta.feed(data) if delta is not None else data)
+        return size
+
+    def _count(self, entry: Entry, new: bool) -> None:
+        self.stats.source_files += 1
+        self.stats.delta_entries += 1
+        if new:
+            self.stats.new_files += 1
+            self.stats.new_file_size += entry.size
+        else:
+            self.stats.changed_files += 1
+            self.stats.changed_file_size += entry.size
+
+    def _filelist_line(self, action: bytes, index: Index) -> None:
+        path = b"/".join(index) or b"."
+        self._filelist.write(b"    %-7s  %s\n" % (action, quote(path)))
+        self._filelist_count += 1
+
+    # -- finishing ----------------------------------------------------------------------
+    def finish(self) -> None:
+        """Store the last volume, then the signatures, then the manifest, in that order."""
+        self.volumes.close()
+        self._uploader.finish()
+        self._finish_signatures()
+        self._finish_manifest()
+        self.stats.raw_delta_size = self.volumes.raw_bytes
+
+    def abort(self) -> None:
+        self.volumes.abort()
+        # The error that made us abort is the one to report, not an upload failure after it.
+        with contextlib.suppress(BaseException):
+            self._uploader.finish()
+        self._sig_file.close()
+        self._filelist.close()
+
+    def _finish_signatures(self) -> None:
+        self._sigtar.close()
+        self._sig_file.close()
+        remote_name = self.plan.signature_name()
+        upload = self.workdir / "sigtar.upload"
+        self._store_copy(self._sig_part, upload, compress=self.plan.compressed)
+        self.backend.put(upload, remote_name)
+        self.stats.total_destination_size_change += upload.stat().st_size
+        # The cache keeps signatures gzipped whatever the backend has.
+        final = self.cache.path(self.plan.signature_name(local=True))
+        if self.plan.compressed and not self.plan.encrypted:
+            os.replace(upload, final)
+        else:
+            upload.unlink()
+            self._store_copy(self._sig_part, final, compress=True)
+        self._sig_part.unlink()
+
+    def _finish_manifest(self) -> None:
+        self._filelist.seek(0)
+        body = self._filelist.read()
+        self._filelist.close()
+        text = b"Filelist %d\n" % self._filelist_count + body
+        if not self.manifest.volumes:
+            raise AssertionError("a set always has a volume")
+        with open(self._manifest_part, "ab") as part:
+            part.write(text)
+        data = self._manifest_part.read_bytes()
+        upload = self.workdir / "manifest.upload"
+        upload.write_bytes(data)
+        self.backend.put(upload, self.plan.manifest_name())
+        self.stats.total_destination_size_change += len(data)
+        upload.unlink()
+        os.replace(self._manifest_part, self.cache.path(self.plan.manifest_name(local=True)))
+
+    @staticmethod
+    def _store_copy(src: Path, dst: Path, compress: bool) -> None:
+        out = StoredFileWriter(dst, compress)
+        with open(src, "rb") as f:
+            while data := f.read(READ_SIZE):
+                out.write(data)
+        out.close()
+
+
+def run_set(
+    writer: SetWriter,
+    walk: Iterator[tuple[Entry, bytes]],
+    old_state: Iterator[SigRecord],
+    max_blocksize: int,
+    on_error: Callable[[Index, str], None],
+) -> None:
+    """Compare the walk with the previous state and write every difference (FORMAT.md 2.3)."""
+    for new, path, old in _collate(walk, old_state):
+        if new is None:
+            assert old is not None
+            if old.entry.index:  # never delete the root
+                writer.log.info(f"D {display(old.entry.index)}")
+                writer.add_deleted(old)
+            continue
+        if old is not None and new.same_as(old.entry):
+            writer.stats.source_files += 1
+            writer.stats.source_file_size += new.size
+            continue
+        is_new = old is None
+        if new.type is not FileType.REG:
+            writer.log.info(f"{'A' if is_new else 'M'} {display(new.index)}")
+            writer.add_special(new, is_new)
+            continue
+        basis = (
+            old.signature
+            if old is not None and old.entry.type is FileType.REG and old.signature is not None
+            else None
+        )
+        try:
+            src = open(path, "rb")  # noqa: SIM115 - closed below
+        except OSError as exc:
+            on_error(new.index, f"cannot read: {exc.strerror or exc}")
+            continue
+        with src:
+            writer.log.info(f"{'A' if is_new else 'M'} {display(new.index)}")
+            writer.add_file(new, src, basis, max_blocksize)
+
+
+def _collate(
+    walk: Iterator[tuple[Entry, bytes]], old_state: Iterator[SigRecord]
+) -> Iterator[tuple[Entry | None, bytes, SigRecord | None]]:
+    """Pair the walk with the previous state by index (both are in index order)."""
+    new = next(walk, None)
+    old = next(old_state, None)
+    while new is not None or old is not None:
+        if old is None or (new is not None and new[0].index < old.entry.index):
+            assert new is not None
+            yield new[0], new[1], None
+            new = next(walk, None)
+        elif new is None or old.entry.index < new[0].index:
+            yield None, b"", old
+            old = next(old_state, None)
+        else:
+            yield new[0], new[1], old
+            new = next(walk, None)
+            old = next(old_state, None)

@@ -1,0 +1,61 @@
+"""The local archive dir: decrypted manifests and signatures of one backup target.
+
+`<archive-dir>/<name>/`, with duplicity's inner layout (FORMAT.md 5). Only a cache: every
+file in it can be fetched again from the backend, so a machine without one works too.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import hashlib
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from duplicity_ng.errors import LockError, UserError
+
+
+def default_name(url: str) -> str:
+    """duplicity names the cache folder after the md5 of the target URL as typed."""
+    return hashlib.md5(url.encode("utf-8", "surrogateescape"), usedforsecurity=False).hexdigest()
+
+
+class ArchiveCache:
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        try:
+            directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        except OSError as exc:
+            raise UserError(
+                f"Cannot create the archive dir {directory}: {exc.strerror or exc}",
+                "choose another with --archive-dir",
+            ) from exc
+
+    def path(self, name: str) -> Path:
+        return self.directory / name
+
+    def names(self) -> list[str]:
+        return [e.name for e in os.scandir(self.directory) if e.is_file()]
+
+    def remove(self, name: str) -> None:
+        self.path(name).unlink(missing_ok=True)
+
+    @contextmanager
+    def lock(self) -> Iterator[None]:
+        """One duplicity-ng at a time per target (duplicity's exit code 23 otherwise)."""
+        with open(self.path("lockfile"), "a+b") as f:
+            try:
+                fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError as exc:
+                if exc.errno in (errno.EAGAIN, errno.EACCES):
+                    raise LockError(
+                        f"Another duplicity-ng is using the archive dir {self.directory}",
+                        "wait for it to finish",
+                    ) from exc
+                raise
+            try:
+                yield
+            finally:
+                fcntl.flock(f.fileno(), fcntl.LOCK_UN)

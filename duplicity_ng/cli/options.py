@@ -1,0 +1,222 @@
+"""duplicity's command line: `duplicity-ng [CMD] [options] SRC URL` or `URL DEST`.
+
+Options may stand anywhere, as in duplicity. Selection options keep their order, because the
+first matching rule wins.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+from pathlib import Path
+
+from duplicity_ng.errors import CommandLineError
+from duplicity_ng.format.names import Prefixes
+from duplicity_ng.log import parse_level
+from duplicity_ng.options import MiB, Options
+from duplicity_ng.selection import SelectionOptions
+from duplicity_ng.timefmt import parse_time
+
+COMMANDS = {
+    "full": "full",
+    "fb": "full",
+    "incremental": "incremental",
+    "inc": "incremental",
+    "incr": "incremental",
+    "ib": "incremental",
+    "backup": "backup",
+    "bu": "backup",
+    "restore": "restore",
+    "rb": "restore",
+    "verify": "verify",
+    "vb": "verify",
+    "collection-status": "collection-status",
+    "st": "collection-status",
+    "list-current-files": "list-current-files",
+    "ls": "list-current-files",
+}
+# Commands whose arguments are (URL) or (URL, DIR) rather than (DIR, URL).
+_URL_FIRST = {"restore", "verify", "collection-status", "list-current-files"}
+_ARG_COUNT = {
+    "full": 2,
+    "incremental": 2,
+    "backup": 2,
+    "restore": 2,
+    "verify": 2,
+    "collection-status": 1,
+    "list-current-files": 1,
+}
+_SELECTION_RULES = (
+    "include",
+    "exclude",
+    "include-filelist",
+    "exclude-filelist",
+    "include-regexp",
+    "exclude-regexp",
+)
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise CommandLineError(message, "see `duplicity-ng --help`")
+
+
+class _Rule(argparse.Action):
+    """Appends (rule, value) to the shared ordered list of selection rules."""
+
+    def __call__(self, parser, namespace, values, option_string=None):  # noqa: ANN001
+        rules = getattr(namespace, "selection_rules", None) or []
+        rules.append((self.dest.replace("_", "-").removeprefix("rule-"), values))
+        namespace.selection_rules = rules
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(
+        prog="duplicity-ng",
+        description="Encrypted, bandwidth-efficient backups in duplicity's format.",
+        usage="duplicity-ng [full|incremental|backup|restore|verify|collection-status|"
+        "list-current-files] [options] SOURCE TARGET",
+        allow_abbrev=False,
+    )
+    p.add_argument("args", nargs="*", help="command, then source and target")
+    fmt = p.add_argument_group("format")
+    fmt.add_argument("--no-encryption", action="store_true")
+    fmt.add_argument("--no-compression", action="store_true")
+    fmt.add_argument("--volsize", type=int, default=200, metavar="MiB")
+    fmt.add_argument("--max-blocksize", type=int, default=0, metavar="BYTES")
+    for kind in ("", "-archive", "-manifest", "-signature", "-jsonstat"):
+        fmt.add_argument(f"--file-prefix{kind}", default="", metavar="PREFIX")
+    cache = p.add_argument_group("local cache")
+    cache.add_argument("--archive-dir", type=Path)
+    cache.add_argument("--name")
+    sel = p.add_argument_group("selection (first matching rule wins)")
+    for rule in _SELECTION_RULES:
+        sel.add_argument(f"--{rule}", dest="rule_" + rule.replace("-", "_"), action=_Rule)
+    sel.add_argument("--exclude-if-present", action="append", default=[], metavar="NAME")
+    sel.add_argument("--exclude-other-filesystems", action="store_true")
+    sel.add_argument("--exclude-device-files", action="store_true")
+    sel.add_argument("--files-from", metavar="FILE")
+    sel.add_argument("--null-separator", action="store_true")
+    bk = p.add_argument_group("backup")
+    bk.add_argument("--allow-source-mismatch", action="store_true")
+    bk.add_argument("--full-if-older-than", metavar="TIME")
+    bk.add_argument("--current-time", type=int, help=argparse.SUPPRESS)
+    rs = p.add_argument_group("restore")
+    rs.add_argument("-t", "--restore-time", "--time", dest="restore_time", metavar="TIME")
+    rs.add_argument("-r", "--path-to-restore", "--file-to-restore", dest="path_to_restore")
+    rs.add_argument("--force", action="store_true")
+    rs.add_argument("--numeric-owner", action="store_true")
+    rs.add_argument("--no-restore-ownership", "--do-not-restore-ownership", action="store_true")
+    rs.add_argument("--compare-data", action="store_true")
+    gen = p.add_argument_group("general")
+    gen.add_argument("--tempdir", type=Path)
+    gen.add_argument("--dry-run", action="store_true")
+    gen.add_argument("--no-print-statistics", action="store_true")
+    gen.add_argument("--progress", action="store_true", help="accepted for compatibility")
+    gen.add_argument("-v", "--verbosity", default="notice", metavar="LEVEL")
+    gen.add_argument("--debug", action="store_true")
+    gen.add_argument("--num-retries", type=int, default=5)
+    gen.add_argument("--version", action="store_true")
+    return p
+
+
+def parse_args(argv: list[str]) -> Options:
+    ns = build_parser().parse_intermixed_args(argv)
+    if ns.version:
+        return Options(command="version")
+    command, positional = _command(ns.args)
+    opts = Options(command=command)
+    _set_paths(opts, command, positional)
+    _set_format(opts, ns)
+    _set_selection(opts, ns)
+    _set_behaviour(opts, ns)
+    return opts
+
+
+def _command(args: list[str]) -> tuple[str, list[str]]:
+    if args and args[0] in COMMANDS:
+        return COMMANDS[args[0]], args[1:]
+    if len(args) == 2:
+        # No command: `SRC URL` backs up, `URL DEST` restores (duplicity's implied commands).
+        return ("restore" if "://" in args[0] else "backup"), args
+    if not args:
+        raise CommandLineError("No command given", "see `duplicity-ng --help`")
+    raise CommandLineError(f"Unknown command '{args[0]}'", "see `duplicity-ng --help`")
+
+
+def _set_paths(opts: Options, command: str, positional: list[str]) -> None:
+    expected = _ARG_COUNT[command]
+    if len(positional) != expected:
+        shape = "URL" if expected == 1 else ("URL DIR" if command in _URL_FIRST else "DIR URL")
+        raise CommandLineError(
+            f"'{command}' takes {expected} argument(s), got {len(positional)}",
+            f"usage: duplicity-ng {command} [options] {shape}",
+        )
+    if command in _URL_FIRST:
+        opts.url = positional[0]
+        opts.source = positional[1] if expected == 2 else ""
+    else:
+        opts.source, opts.url = positional
+    if "://" not in opts.url:
+        raise CommandLineError(
+            f"'{opts.url}' is not a backend URL", "a URL looks like file:///path/to/backups"
+        )
+    if opts.source and "://" in opts.source:
+        raise CommandLineError(f"'{opts.source}' should be a local directory, not a URL")
+
+
+def _set_format(opts: Options, ns: argparse.Namespace) -> None:
+    opts.encryption = not ns.no_encryption
+    opts.compression = not ns.no_compression
+    if ns.volsize < 1:
+        raise CommandLineError(f"--volsize must be at least 1 (MiB), got {ns.volsize}")
+    opts.volsize = ns.volsize * MiB
+    opts.max_blocksize = ns.max_blocksize
+    opts.prefixes = Prefixes(
+        base=ns.file_prefix,
+        archive=ns.file_prefix_archive,
+        manifest=ns.file_prefix_manifest,
+        signature=ns.file_prefix_signature,
+        jsonstat=ns.file_prefix_jsonstat,
+    )
+    if ns.archive_dir is not None:
+        opts.archive_dir = ns.archive_dir.expanduser()
+    opts.name = ns.name
+
+
+def _set_selection(opts: Options, ns: argparse.Namespace) -> None:
+    opts.selection = SelectionOptions(
+        rules=list(getattr(ns, "selection_rules", None) or []),
+        exclude_if_present=list(ns.exclude_if_present),
+        exclude_other_filesystems=ns.exclude_other_filesystems,
+        exclude_device_files=ns.exclude_device_files,
+        files_from=ns.files_from,
+        null_separator=ns.null_separator,
+    )
+
+
+def _set_behaviour(opts: Options, ns: argparse.Namespace) -> None:
+    now = ns.current_time if ns.current_time is not None else int(time.time())
+    opts.current_time = ns.current_time
+    if ns.full_if_older_than:
+        opts.full_if_older_than = parse_time(ns.full_if_older_than, now)
+    if ns.restore_time:
+        opts.restore_time = parse_time(ns.restore_time, now)
+    if ns.path_to_restore:
+        opts.path_to_restore = os.fsencode(ns.path_to_restore)
+    opts.force = ns.force
+    opts.numeric_owner = ns.numeric_owner
+    opts.restore_ownership = not ns.no_restore_ownership
+    opts.compare_data = ns.compare_data
+    opts.tempdir = ns.tempdir
+    opts.dry_run = ns.dry_run
+    opts.print_statistics = not ns.no_print_statistics
+    level = parse_level(ns.verbosity)
+    if level is None:
+        raise CommandLineError(
+            f"Bad verbosity '{ns.verbosity}'", "use 0-9 or error, warning, notice, info, debug"
+        )
+    opts.verbosity = level
+    opts.debug = ns.debug or level >= 9
+    opts.num_retries = ns.num_retries

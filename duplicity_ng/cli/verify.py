@@ -1,0 +1,33 @@
+"""verify: check the backup against a local directory."""
+
+from __future__ import annotations
+
+import os
+
+from duplicity_ng.cli.context import open_repository
+from duplicity_ng.cli.restore import plan_sources, run_restorer
+from duplicity_ng.entry import index_from_path
+from duplicity_ng.errors import SourceError
+from duplicity_ng.log import Log
+from duplicity_ng.options import Options
+from duplicity_ng.selection import Selection
+from duplicity_ng.verify import Comparer
+
+
+def run(opts: Options, log: Log) -> int:
+    if not os.path.isdir(opts.source):
+        raise SourceError(f"Directory {opts.source} to verify against does not exist")
+    subtree = index_from_path(opts.path_to_restore or b"")
+    local_root = os.path.join(os.fsencode(opts.source), *subtree) if subtree else None
+    walk_root = local_root or os.fsencode(opts.source)
+    with open_repository(opts, log) as repo:
+        col = repo.refresh()
+        sources = plan_sources(repo, col, opts, subtree, log)
+        local = Selection(walk_root, opts.selection).walk()
+        comparer = Comparer(local, log, compare_data=opts.compare_data)
+        run_restorer(repo, sources, subtree, comparer, log)
+    log.notice(
+        f"Verify complete: {comparer.compared} file(s) compared, "
+        f"{comparer.differences} difference(s) found."
+    )
+    return 1 if comparer.differences else 0

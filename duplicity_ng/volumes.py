@@ -1,0 +1,159 @@
+"""Cutting the stream of tar members into volumes, and uploading each one as it is finished.
+
+The writer emits whole members until the stored volume is within one read size of its target
+(FORMAT.md 2), records each volume's first and last index for the manifest, and hands the
+finished file to the uploader, which stores it while the next volume is being built.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from duplicity_ng.backends.base import Backend
+from duplicity_ng.container import StoredFileWriter
+from duplicity_ng.entry import Index
+from duplicity_ng.format.manifest import VolumeInfo
+from duplicity_ng.format.members import CHUNK_SIZE
+from duplicity_ng.format.tarstream import RECORD, TarHeader, TarWriter
+
+# duplicity 3.x aims 50 KiB below --volsize so that gpg's top-off padding still fits.
+VOLUME_MARGIN = 50 * 1024
+
+
+@dataclass
+class FinishedVolume:
+    number: int
+    path: Path
+    remote_name: str
+    info: VolumeInfo
+    size: int
+
+
+class VolumeWriter:
+    """Writes members into numbered volume files in `workdir`."""
+
+    def __init__(
+        self,
+        workdir: Path,
+        volsize: int,
+        compress: bool,
+        name_for: Callable[[int], str],
+        on_finished: Callable[[FinishedVolume], None],
+        first_number: int = 1,
+    ) -> None:
+        self._workdir = workdir
+        self._target = max(volsize - VOLUME_MARGIN, CHUNK_SIZE)
+        self._compress = compress
+        self._name_for = name_for
+        self._on_finished = on_finished
+        self._number = first_number - 1
+        self._out: StoredFileWriter | None = None
+        self._tar: TarWriter | None = None
+        self._start: tuple[Index, int | None] | None = None
+        self._end: tuple[Index, int | None] = ((), None)
+        self.raw_bytes = 0
+
+    def add(self, header: TarHeader, payload: bytes, index: Index, block: int | None) -> None:
+        """Add one member; `block` is the chunk number of a multivol chunk that is not the last."""
+        if self._out is not None and self._target - self._out.stored_size < CHUNK_SIZE:
+            self._finish_volume()
+        if self._out is None:
+            self._open_volume()
+        assert self._tar is not None
+        self._tar.add(header, payload)
+        self.raw_bytes += len(payload)
+        if self._start is None:
+            self._start = (index, block)
+        self._end = (index, block)
+
+    def close(self) -> None:
+        """Finish the last volume. A set always has at least one volume, even an empty one."""
+        if self._out is None and self._number == 0:
+            self._open_volume()
+        if self._out is not None:
+            self._finish_volume()
+
+    def abort(self) -> None:
+        if self._out is not None:
+            self._out.abort()
+            self._out = None
+
+    def _open_volume(self) -> None:
+        self._number += 1
+        path = self._workdir / f"vol{self._number}.tmp"
+        self._out = StoredFileWriter(path, self._compress)
+        self._tar = TarWriter(self._out)  # type: ignore[arg-type]
+        self._start = None
+
+    def _finish_volume(self) -> None:
+        assert self._out is not None and self._tar is not None
+        # duplicity 3.x's volume footer: zeros up to the next record boundary (a whole record
+        # when already aligned), not tarfile's two blocks plus padding.
+        self._out.write(b"\0" * (RECORD - self._tar.offset % RECORD))
+        sha1 = self._out.close()
+        start_index, start_block = self._start if self._start is not None else self._end
+        info = VolumeInfo(
+            number=self._number,
+            start_index=start_index,
+            start_block=start_block,
+            end_index=self._end[0],
+            end_block=self._end[1],
+            hashes={"SHA1": sha1},
+        )
+        finished = FinishedVolume(
+            self._number,
+            self._out.path,
+            self._name_for(self._number),
+            info,
+            self._out.stored_size,
+        )
+        self._out = None
+        self._tar = None
+        self._on_finished(finished)
+
+
+class Uploader:
+    """Stores finished files on the backend in a background thread, in submission order.
+
+    The queue holds one file, so at most about three volumes exist locally at a time: the
+    one being built, the one waiting and the one being uploaded.
+    """
+
+    def __init__(self, backend: Backend, on_stored: Callable[[FinishedVolume], None]) -> None:
+        self._backend = backend
+        self._on_stored = on_stored
+        self._queue: queue.Queue[FinishedVolume | None] = queue.Queue(maxsize=1)
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="uploader", daemon=True)
+        self._thread.start()
+
+    def submit(self, volume: FinishedVolume) -> None:
+        self._raise_pending()
+        self._queue.put(volume)
+
+    def finish(self) -> None:
+        """Wait until everything submitted is stored; re-raise the first failure."""
+        self._queue.put(None)
+        self._thread.join()
+        self._raise_pending()
+
+    def _raise_pending(self) -> None:
+        if self._error is not None:
+            raise self._error
+
+    def _run(self) -> None:
+        while (volume := self._queue.get()) is not None:
+            if self._error is not None:
+                volume.path.unlink(missing_ok=True)
+                continue
+            try:
+                self._backend.put(volume.path, volume.remote_name)
+                self._on_stored(volume)
+            except BaseException as exc:  # noqa: BLE001 - handed to the main thread
+                self._error = exc
+            finally:
+                volume.path.unlink(missing_ok=True)
