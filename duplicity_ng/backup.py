@@ -321,13 +321,20 @@ def run_set(
     old_state: Iterator[SigRecord],
     max_blocksize: int,
     on_error: Callable[[Index, str], None],
+    unreadable: set[Index] | None = None,
 ) -> None:
-    """Compare the walk with the previous state and write every difference (FORMAT.md 2.3)."""
+    """Compare the walk with the previous state and write every difference (FORMAT.md 2.3).
+
+    `unreadable` holds the paths the walk could not read (filled while it runs): they and
+    everything below them keep their previous state instead of being recorded as deleted.
+    """
+    unreadable = unreadable if unreadable is not None else set()
     for new, path, old in _collate(walk, old_state):
         if new is None:
             assert old is not None
-            if old.entry.index:  # never delete the root
-                writer.log.info(f"D {display(old.entry.index)}")
+            index = old.entry.index
+            if index and not any(index[:k] in unreadable for k in range(1, len(index) + 1)):
+                writer.log.info(f"D {display(index)}")
                 writer.add_deleted(old)
             continue
         if old is not None and new.same_as(old.entry):

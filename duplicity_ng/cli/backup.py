@@ -60,16 +60,20 @@ def run(opts: Options, log: Log) -> int:
         writer.set_localdir(source)
         selection = Selection(os.fsencode(opts.source), opts.selection)
 
+        unreadable: set[Index] = set()
+
         def on_skip(index: Index, reason: str) -> None:
             if reason == "socket":
                 log.notice(f"Skipping socket {display(index)}")
                 return
+            unreadable.add(index)
             writer.stats.errors += 1
             log.warning(f"Error reading {display(index)}: {reason}")
 
         try:
             state = merge_chain(old_state) if old_state else iter(())
-            run_set(writer, selection.walk(on_skip), state, opts.max_blocksize, on_skip)
+            walk = selection.walk(on_skip)
+            run_set(writer, walk, state, opts.max_blocksize, on_skip, unreadable)
             writer.finish()
         except BaseException:
             writer.abort()
