@@ -50,7 +50,6 @@ class Options:
     compare_data: bool = False
     # Behaviour
     tempdir: Path | None = None
-    dry_run: bool = False
     print_statistics: bool = True
     verbosity: int = 3  # duplicity's levels: 0 error .. 9 debug
     debug: bool = False

@@ -210,7 +210,11 @@ def _set_behaviour(opts: Options, ns: argparse.Namespace) -> None:
     opts.restore_ownership = not ns.no_restore_ownership
     opts.compare_data = ns.compare_data
     opts.tempdir = ns.tempdir
-    opts.dry_run = ns.dry_run
+    if ns.dry_run:
+        raise CommandLineError(
+            "--dry-run is not supported by this version of duplicity-ng",
+            "run without it; nothing is deleted or overwritten on the backend anyway",
+        )
     opts.print_statistics = not ns.no_print_statistics
     level = parse_level(ns.verbosity)
     if level is None:

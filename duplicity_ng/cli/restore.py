@@ -23,7 +23,7 @@ def run(opts: Options, log: Log) -> int:
     with open_repository(opts, log) as repo:
         col = repo.refresh()
         subtree = index_from_path(opts.path_to_restore or b"")
-        sources = plan_sources(repo, col, opts, subtree, log)
+        sources = plan_sources(repo, col, opts, subtree, log, "Restoring")
         writer = DirectoryWriter(
             target, log, OwnerMap(opts.numeric_owner), restore_ownership=opts.restore_ownership
         )
@@ -46,7 +46,7 @@ def _check_target(target: bytes, force: bool) -> None:
 
 
 def plan_sources(
-    repo: Repository, col: Collection, opts: Options, subtree: Index, log: Log
+    repo: Repository, col: Collection, opts: Options, subtree: Index, log: Log, verb: str
 ) -> list[SetSource]:
     """The sets to read for the requested time, and the volumes of each that are needed."""
     t = opts.restore_time if opts.restore_time is not None else int(time.time())
@@ -65,7 +65,7 @@ def plan_sources(
     if not sources:
         raise NothingToRestoreError("No complete backup set to restore from")
     when = time.asctime(time.localtime(sources[-1].bset.end_time))
-    log.notice(f"Restoring the backup of {when}")
+    log.notice(f"{verb} the backup of {when}")
     return sources
 
 

@@ -22,7 +22,7 @@ def run(opts: Options, log: Log) -> int:
     walk_root = local_root or os.fsencode(opts.source)
     with open_repository(opts, log) as repo:
         col = repo.refresh()
-        sources = plan_sources(repo, col, opts, subtree, log)
+        sources = plan_sources(repo, col, opts, subtree, log, "Verifying")
         local = Selection(walk_root, opts.selection).walk()
         comparer = Comparer(local, log, compare_data=opts.compare_data)
         run_restorer(repo, sources, subtree, comparer, log)
