@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import socket
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -21,7 +22,7 @@ from typing import BinaryIO
 from duplicity_ng import rsync
 from duplicity_ng.backends.base import Backend
 from duplicity_ng.cache import ArchiveCache
-from duplicity_ng.container import StoredFileWriter
+from duplicity_ng.container import Codec, StoredFileWriter
 from duplicity_ng.entry import Entry, FileType, Index, display
 from duplicity_ng.format import names
 from duplicity_ng.format.manifest import Manifest, quote
@@ -142,6 +143,7 @@ class SetWriter:
     cache: ArchiveCache
     workdir: Path
     volsize: int
+    codec: Codec
     log: Log
     hostname: str = field(default_factory=socket.getfqdn)
     stats: BackupStats = field(default_factory=BackupStats)
@@ -158,7 +160,7 @@ class SetWriter:
         self.volumes = VolumeWriter(
             self.workdir,
             self.volsize,
-            self.plan.compressed,
+            self.codec,
             self.plan.volume_name,
             self._uploader.submit,
         )
@@ -275,40 +277,36 @@ class SetWriter:
     def _finish_signatures(self) -> None:
         self._sigtar.close()
         self._sig_file.close()
-        remote_name = self.plan.signature_name()
         upload = self.workdir / "sigtar.upload"
-        self._store_copy(self._sig_part, upload, compress=self.plan.compressed)
-        self.backend.put(upload, remote_name)
-        self.stats.total_destination_size_change += upload.stat().st_size
-        # The cache keeps signatures gzipped whatever the backend has.
+        self._copy_through(self._sig_part, self.codec.writer(upload))
+        self._store(upload, self.plan.signature_name())
+        # The cache keeps signatures gzipped, whatever the backend has.
         final = self.cache.path(self.plan.signature_name(local=True))
         if self.plan.compressed and not self.plan.encrypted:
             os.replace(upload, final)
         else:
             upload.unlink()
-            self._store_copy(self._sig_part, final, compress=True)
+            self._copy_through(self._sig_part, StoredFileWriter(final, compress=True))
         self._sig_part.unlink()
 
     def _finish_manifest(self) -> None:
         self._filelist.seek(0)
-        body = self._filelist.read()
-        self._filelist.close()
-        text = b"Filelist %d\n" % self._filelist_count + body
-        if not self.manifest.volumes:
-            raise AssertionError("a set always has a volume")
         with open(self._manifest_part, "ab") as part:
-            part.write(text)
-        data = self._manifest_part.read_bytes()
+            part.write(b"Filelist %d\n" % self._filelist_count)
+            shutil.copyfileobj(self._filelist, part)
+        self._filelist.close()
         upload = self.workdir / "manifest.upload"
-        upload.write_bytes(data)
-        self.backend.put(upload, self.plan.manifest_name())
-        self.stats.total_destination_size_change += len(data)
+        self._copy_through(self._manifest_part, self.codec.writer(upload, compress=False))
+        self._store(upload, self.plan.manifest_name())
         upload.unlink()
         os.replace(self._manifest_part, self.cache.path(self.plan.manifest_name(local=True)))
 
+    def _store(self, path: Path, remote_name: str) -> None:
+        self.backend.put(path, remote_name)
+        self.stats.total_destination_size_change += path.stat().st_size
+
     @staticmethod
-    def _store_copy(src: Path, dst: Path, compress: bool) -> None:
-        out = StoredFileWriter(dst, compress)
+    def _copy_through(src: Path, out: StoredFileWriter) -> None:
         with open(src, "rb") as f:
             while data := f.read(READ_SIZE):
                 out.write(data)

@@ -68,16 +68,36 @@ class StoredFileWriter:
             self.path.unlink(missing_ok=True)
 
 
-def open_stored(path: Path, remote_name: str) -> BinaryIO:
-    """Open a fetched file for reading its content, decoding by the remote name's suffix."""
-    if remote_name.endswith((".gpg", ".g", ".p7m")):
-        raise UserError(
-            f"{remote_name} is encrypted, and this version of duplicity-ng cannot decrypt yet",
-            "restore it with duplicity, or wait for gpg support",
-        )
-    if remote_name.endswith((".gz", ".z")):
-        return gzip.open(path, "rb")  # type: ignore[return-value]
-    return open(path, "rb")  # noqa: SIM115 - caller closes
+class Codec:
+    """How this run stores files on the backend, and how it reads any stored file back.
+
+    Writing follows the run's options (encrypt, else gzip unless told not to); reading goes
+    by the remote name's suffix, so any archive can be read whatever the options say.
+    """
+
+    def __init__(self, encrypt: bool = False, compress: bool = True) -> None:
+        self.encrypt = encrypt
+        self.compress = compress
+
+    def writer(self, path: Path, *, compress: bool | None = None) -> StoredFileWriter:
+        """A writer for a file to store; manifests pass compress=False (never gzipped)."""
+        if self.encrypt:
+            raise UserError(
+                "Encryption is not available in this version of duplicity-ng",
+                "pass --no-encryption",
+            )
+        return StoredFileWriter(path, self.compress if compress is None else compress)
+
+    def open(self, path: Path, remote_name: str) -> BinaryIO:
+        """The content of a fetched file, decoded by its remote name's suffix."""
+        if remote_name.endswith((".gpg", ".g", ".p7m")):
+            raise UserError(
+                f"{remote_name} is encrypted, and this version of duplicity-ng cannot decrypt it",
+                "restore it with duplicity, or wait for gpg support",
+            )
+        if remote_name.endswith((".gz", ".z")):
+            return gzip.open(path, "rb")  # type: ignore[return-value]
+        return open(path, "rb")  # noqa: SIM115 - caller closes
 
 
 def sha1_of(path: Path) -> str:

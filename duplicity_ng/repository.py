@@ -16,7 +16,7 @@ from typing import BinaryIO
 from duplicity_ng.backends.base import Backend
 from duplicity_ng.cache import ArchiveCache
 from duplicity_ng.collection import BackupSet, Collection, build_collection
-from duplicity_ng.container import open_stored
+from duplicity_ng.container import Codec
 from duplicity_ng.errors import ManifestError
 from duplicity_ng.format import names
 from duplicity_ng.format.manifest import Manifest
@@ -34,6 +34,7 @@ class Repository:
     prefixes: names.Prefixes
     workdir: Path
     log: Log
+    codec: Codec = field(default_factory=Codec)
     remote: dict[str, int] = field(default_factory=dict)  # name -> size
 
     def refresh(self) -> Collection:
@@ -123,7 +124,7 @@ class Repository:
         raw = self.workdir / "fetch.raw"
         self.backend.get(remote_name, raw)
         tmp = dest.with_name(dest.name + ".tmp")
-        with open_stored(raw, remote_name) as src, open(tmp, "wb") as dst:
+        with self.codec.open(raw, remote_name) as src, open(tmp, "wb") as dst:
             shutil.copyfileobj(src, dst, 1 << 20)
         raw.unlink()
         tmp.replace(dest)

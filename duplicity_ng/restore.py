@@ -17,7 +17,7 @@ from typing import BinaryIO, Protocol
 
 from duplicity_ng import rsync
 from duplicity_ng.collection import BackupSet
-from duplicity_ng.container import open_stored, sha1_of
+from duplicity_ng.container import sha1_of
 from duplicity_ng.entry import Entry, FileType, Index, display
 from duplicity_ng.errors import NothingToRestoreError, RsyncError, VolumeHashError
 from duplicity_ng.format.manifest import Manifest
@@ -83,7 +83,7 @@ class VolumeStream:
         self._repo.fetch(name, path)
         try:
             self._check_hash(number, name, path)
-            with open_stored(path, name) as stream:
+            with self._repo.codec.open(path, name) as stream:
                 try:
                     for member in TarReader(stream):
                         yield parse_member_name(member.header.name), member

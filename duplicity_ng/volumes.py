@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from duplicity_ng.backends.base import Backend
-from duplicity_ng.container import StoredFileWriter
+from duplicity_ng.container import Codec, StoredFileWriter
 from duplicity_ng.entry import Index
 from duplicity_ng.format.manifest import VolumeInfo
 from duplicity_ng.format.members import CHUNK_SIZE
@@ -40,14 +40,14 @@ class VolumeWriter:
         self,
         workdir: Path,
         volsize: int,
-        compress: bool,
+        codec: Codec,
         name_for: Callable[[int], str],
         on_finished: Callable[[FinishedVolume], None],
         first_number: int = 1,
     ) -> None:
         self._workdir = workdir
         self._target = max(volsize - VOLUME_MARGIN, CHUNK_SIZE)
-        self._compress = compress
+        self._codec = codec
         self._name_for = name_for
         self._on_finished = on_finished
         self._number = first_number - 1
@@ -85,7 +85,7 @@ class VolumeWriter:
     def _open_volume(self) -> None:
         self._number += 1
         path = self._workdir / f"vol{self._number}.tmp"
-        self._out = StoredFileWriter(path, self._compress)
+        self._out = self._codec.writer(path)
         self._tar = TarWriter(self._out)  # type: ignore[arg-type]
         self._start = None
 

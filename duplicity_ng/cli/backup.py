@@ -56,7 +56,9 @@ def run(opts: Options, log: Log) -> int:
             f"{'Full' if full else 'Incremental'} backup of {opts.source} to "
             f"{repo.backend.display_url}"
         )
-        writer = SetWriter(plan, repo.backend, repo.cache, repo.workdir, opts.volsize, log)
+        writer = SetWriter(
+            plan, repo.backend, repo.cache, repo.workdir, opts.volsize, repo.codec, log
+        )
         writer.set_localdir(source)
         selection = Selection(os.fsencode(opts.source), opts.selection)
 

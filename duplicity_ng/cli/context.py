@@ -9,6 +9,7 @@ from pathlib import Path
 
 from duplicity_ng.backends.base import open_backend
 from duplicity_ng.cache import ArchiveCache, default_name
+from duplicity_ng.container import Codec
 from duplicity_ng.log import Log
 from duplicity_ng.options import Options
 from duplicity_ng.repository import Repository
@@ -23,6 +24,7 @@ def open_repository(opts: Options, log: Log) -> Iterator[Repository]:
             cache.lock(),
             tempfile.TemporaryDirectory(prefix="duplicity-ng-", dir=opts.tempdir) as tmp,
         ):
-            yield Repository(backend, cache, opts.prefixes, Path(tmp), log)
+            codec = Codec(encrypt=opts.encryption, compress=opts.compression)
+            yield Repository(backend, cache, opts.prefixes, Path(tmp), log, codec)
     finally:
         backend.close()
