@@ -10,7 +10,6 @@ leaves a set that is never taken for complete.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
 import socket
@@ -145,6 +144,7 @@ class SetWriter:
     volsize: int
     codec: Codec
     log: Log
+    concurrency: int = 2
     hostname: str = field(default_factory=socket.getfqdn)
     stats: BackupStats = field(default_factory=BackupStats)
 
@@ -156,7 +156,7 @@ class SetWriter:
         self._sig_file = open(self._sig_part, "wb")  # noqa: SIM115
         self._sigtar = TarWriter(self._sig_file)
         self._manifest_part = self.cache.path(self.plan.manifest_name(local=True, partial=True))
-        self._uploader = Uploader(self.backend, self._volume_stored)
+        self._uploader = Uploader(self.backend, self._volume_stored, self.concurrency)
         self.volumes = VolumeWriter(
             self.workdir,
             self.volsize,
@@ -167,7 +167,7 @@ class SetWriter:
 
     # -- checkpoints --------------------------------------------------------------------
     def _volume_stored(self, volume: FinishedVolume) -> None:
-        """Runs in the uploader thread, in volume order, once a volume is safely stored."""
+        """Called in volume order, once a volume is safely stored: checkpoint the manifest."""
         self.manifest.volumes[volume.number] = volume.info
         self.stats.total_destination_size_change += volume.size
         mode = "ab" if volume.number > 1 else "wb"
@@ -268,9 +268,7 @@ class SetWriter:
 
     def abort(self) -> None:
         self.volumes.abort()
-        # The error that made us abort is the one to report, not an upload failure after it.
-        with contextlib.suppress(BaseException):
-            self._uploader.finish()
+        self._uploader.abort()
         self._sig_file.close()
         self._filelist.close()
 

@@ -8,9 +8,12 @@ and the result goes to a sink: the directory writer for restore, the comparer fo
 
 from __future__ import annotations
 
+import contextlib
 import tempfile
 import zlib
-from collections.abc import Callable, Iterator
+from collections import deque
+from collections.abc import Callable, Generator, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Protocol
@@ -58,19 +61,46 @@ class SetSource:
 
 
 class VolumeStream:
-    """The members of a set's needed volumes, in order, each volume checked before it is read."""
+    """The members of a set's needed volumes, in order, each volume checked before it is read.
 
-    def __init__(self, repo: Repository, source: SetSource, workdir: Path) -> None:
+    The next volume is fetched and hash-checked in the background while this one is read.
+    """
+
+    def __init__(
+        self, repo: Repository, source: SetSource, workdir: Path, pool: ThreadPoolExecutor
+    ) -> None:
         self._repo = repo
         self._source = source
         self._workdir = workdir
-        self._volumes = list(source.volumes)
+        self._pool = pool
 
-    def members(self) -> Iterator[tuple[MemberName, TarMember]]:
-        for number in self._volumes:
-            yield from self._read_volume(number)
+    def members(self) -> Generator[tuple[MemberName, TarMember]]:
+        numbers = iter(self._source.volumes)
+        ahead: deque[tuple[str, Future[Path]]] = deque()
 
-    def _read_volume(self, number: int) -> Iterator[tuple[MemberName, TarMember]]:
+        def fetch_next() -> None:
+            number = next(numbers, None)
+            if number is not None:
+                name = self._remote_name(number)
+                ahead.append((name, self._pool.submit(self._fetch_checked, number, name)))
+
+        fetch_next()
+        try:
+            while ahead:
+                name, future = ahead.popleft()
+                path = future.result()
+                fetch_next()
+                try:
+                    yield from self._read_volume(name, path)
+                finally:
+                    path.unlink(missing_ok=True)
+        finally:
+            for _name, future in ahead:
+                future.cancel()
+                with contextlib.suppress(BaseException):
+                    future.result().unlink(missing_ok=True)
+
+    def _remote_name(self, number: int) -> str:
         bset = self._source.bset
         name = bset.volumes.get(number)
         if name is None:
@@ -79,21 +109,27 @@ class VolumeStream:
                 f"{self._repo.backend.display_url}",
                 "the set is damaged; restore from another time or chain",
             )
+        return name
+
+    def _fetch_checked(self, number: int, name: str) -> Path:
         path = self._workdir / f"{name}.fetch"
-        self._repo.fetch(name, path)
         try:
+            self._repo.fetch(name, path)
             self._check_hash(number, name, path)
-            with self._repo.codec.open(path, name) as stream:
-                try:
-                    for member in TarReader(stream):
-                        yield parse_member_name(member.header.name), member
-                except (TarFormatError, MemberNameError, OSError, EOFError, zlib.error) as exc:
-                    raise VolumeHashError(
-                        f"Volume {name} is corrupt: {exc}",
-                        "the backend copy is damaged",
-                    ) from exc
-        finally:
+        except BaseException:
             path.unlink(missing_ok=True)
+            raise
+        return path
+
+    def _read_volume(self, name: str, path: Path) -> Iterator[tuple[MemberName, TarMember]]:
+        with self._repo.codec.open(path, name) as stream:
+            try:
+                for member in TarReader(stream):
+                    yield parse_member_name(member.header.name), member
+            except (TarFormatError, MemberNameError, OSError, EOFError, zlib.error) as exc:
+                raise VolumeHashError(
+                    f"Volume {name} is corrupt: {exc}", "the backend copy is damaged"
+                ) from exc
 
     def _check_hash(self, number: int, name: str, path: Path) -> None:
         info = self._source.manifest.volumes.get(number)
@@ -111,7 +147,7 @@ class VolumeStream:
 class SetCursor:
     """A position in one set's member stream: the entry at the head, and its payload."""
 
-    def __init__(self, members: Iterator[tuple[MemberName, TarMember]], label: str) -> None:
+    def __init__(self, members: Generator[tuple[MemberName, TarMember]], label: str) -> None:
         self._members = members
         self.label = label
         self.head: tuple[MemberName, TarMember] | None = None
@@ -147,6 +183,10 @@ class SetCursor:
             expected += 1
             self._advance()
 
+    def close(self) -> None:
+        """Stop reading: background fetches are dropped and their files deleted."""
+        self._members.close()  # type: ignore[attr-defined]
+
     def skip(self) -> None:
         for _ in self.payload():
             pass
@@ -169,6 +209,7 @@ class Restorer:
         sink: RestoreSink,
         log: Log,
         workdir: Path,
+        concurrency: int = 2,
     ) -> None:
         self._repo = repo
         self._sources = sources
@@ -176,13 +217,29 @@ class Restorer:
         self._sink = sink
         self._log = log
         self._workdir = workdir
+        self._concurrency = max(concurrency, 1)
         self.stats = RestoreStats()
 
     def run(self) -> None:
-        cursors = [
-            SetCursor(VolumeStream(self._repo, s, self._workdir).members(), _label(s.bset))
-            for s in self._sources
-        ]
+        with ThreadPoolExecutor(self._concurrency, thread_name_prefix="fetch") as pool:
+            cursors = [
+                SetCursor(
+                    VolumeStream(self._repo, s, self._workdir, pool).members(), _label(s.bset)
+                )
+                for s in self._sources
+            ]
+            try:
+                self._collate(cursors)
+            finally:
+                for cursor in cursors:
+                    cursor.close()
+        if self.stats.files == 0:
+            raise NothingToRestoreError(
+                f"{display(self._subtree)} not found in archive - no files restored."
+            )
+        self._sink.finish()
+
+    def _collate(self, cursors: list[SetCursor]) -> None:
         while True:
             live = [c for c in cursors if c.index is not None]
             if not live:
@@ -194,11 +251,6 @@ class Restorer:
             else:
                 for cursor in group:
                     cursor.skip()
-        if self.stats.files == 0:
-            raise NothingToRestoreError(
-                f"{display(self._subtree)} not found in archive - no files restored."
-            )
-        self._sink.finish()
 
     def _restore_path(self, index: Index, group: list[SetCursor]) -> None:
         """Apply the entries for one path: the last snapshot or deletion, then later diffs."""

@@ -7,9 +7,10 @@ finished file to the uploader, which stores it while the next volume is being bu
 
 from __future__ import annotations
 
-import queue
 import threading
+from collections import deque
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -117,43 +118,59 @@ class VolumeWriter:
 
 
 class Uploader:
-    """Stores finished files on the backend in a background thread, in submission order.
+    """Stores finished volumes with up to `workers` uploads at a time.
 
-    The queue holds one file, so at most about three volumes exist locally at a time: the
-    one being built, the one waiting and the one being uploaded.
+    `submit` blocks while all workers are busy, so at most workers + 1 volumes exist locally
+    (the uploads plus the one being built). Volumes are reported stored strictly in order,
+    from the caller's thread, because the manifest lists them in order and a checkpoint
+    must never mention a volume after one that is not stored yet.
     """
 
-    def __init__(self, backend: Backend, on_stored: Callable[[FinishedVolume], None]) -> None:
+    def __init__(
+        self, backend: Backend, on_stored: Callable[[FinishedVolume], None], workers: int = 2
+    ) -> None:
         self._backend = backend
         self._on_stored = on_stored
-        self._queue: queue.Queue[FinishedVolume | None] = queue.Queue(maxsize=1)
-        self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, name="uploader", daemon=True)
-        self._thread.start()
+        self._slots = threading.Semaphore(max(workers, 1))
+        self._pool = ThreadPoolExecutor(max_workers=max(workers, 1), thread_name_prefix="upload")
+        self._pending: deque[tuple[FinishedVolume, Future[None]]] = deque()
 
     def submit(self, volume: FinishedVolume) -> None:
-        self._raise_pending()
-        self._queue.put(volume)
+        self._commit(wait=False)
+        self._slots.acquire()
+        try:
+            future = self._pool.submit(self._put, volume)
+        except BaseException:
+            self._slots.release()
+            raise
+        self._pending.append((volume, future))
 
     def finish(self) -> None:
         """Wait until everything submitted is stored; re-raise the first failure."""
-        self._queue.put(None)
-        self._thread.join()
-        self._raise_pending()
+        try:
+            self._commit(wait=True)
+        finally:
+            self.abort()
 
-    def _raise_pending(self) -> None:
-        if self._error is not None:
-            raise self._error
+    def abort(self) -> None:
+        """Stop: wait for running uploads, drop the rest and their files."""
+        for _volume, future in self._pending:
+            future.cancel()
+        self._pool.shutdown(wait=True)
+        for volume, _future in self._pending:
+            volume.path.unlink(missing_ok=True)
+        self._pending.clear()
 
-    def _run(self) -> None:
-        while (volume := self._queue.get()) is not None:
-            if self._error is not None:
-                volume.path.unlink(missing_ok=True)
-                continue
-            try:
-                self._backend.put(volume.path, volume.remote_name)
-                self._on_stored(volume)
-            except BaseException as exc:  # noqa: BLE001 - handed to the main thread
-                self._error = exc
-            finally:
-                volume.path.unlink(missing_ok=True)
+    def _commit(self, wait: bool) -> None:
+        while self._pending and (wait or self._pending[0][1].done()):
+            volume, future = self._pending[0]
+            future.result()  # re-raises the upload's error; later volumes stay pending
+            self._pending.popleft()
+            self._on_stored(volume)
+
+    def _put(self, volume: FinishedVolume) -> None:
+        try:
+            self._backend.put(volume.path, volume.remote_name)
+        finally:
+            volume.path.unlink(missing_ok=True)
+            self._slots.release()
