@@ -54,3 +54,4 @@ class Options:
     verbosity: int = 3  # duplicity's levels: 0 error .. 9 debug
     debug: bool = False
     num_retries: int = 5
+    concurrency: int = 2  # parallel uploads (backup) and downloads (restore)

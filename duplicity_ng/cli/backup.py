@@ -57,7 +57,14 @@ def run(opts: Options, log: Log) -> int:
             f"{repo.backend.display_url}"
         )
         writer = SetWriter(
-            plan, repo.backend, repo.cache, repo.workdir, opts.volsize, repo.codec, log
+            plan,
+            repo.backend,
+            repo.cache,
+            repo.workdir,
+            opts.volsize,
+            repo.codec,
+            log,
+            concurrency=opts.concurrency,
         )
         writer.set_localdir(source)
         selection = Selection(os.fsencode(opts.source), opts.selection)

@@ -117,6 +117,9 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("-v", "--verbosity", default="notice", metavar="LEVEL")
     gen.add_argument("--debug", action="store_true")
     gen.add_argument("--num-retries", type=int, default=5)
+    gen.add_argument(
+        "--concurrency", type=int, default=2, metavar="N", help="parallel uploads and downloads"
+    )
     gen.add_argument("--version", action="store_true")
     return p
 
@@ -224,3 +227,6 @@ def _set_behaviour(opts: Options, ns: argparse.Namespace) -> None:
     opts.verbosity = level
     opts.debug = ns.debug or level >= 9
     opts.num_retries = ns.num_retries
+    if ns.concurrency < 1:
+        raise CommandLineError(f"--concurrency must be at least 1, got {ns.concurrency}")
+    opts.concurrency = ns.concurrency

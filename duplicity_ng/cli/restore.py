@@ -27,7 +27,7 @@ def run(opts: Options, log: Log) -> int:
         writer = DirectoryWriter(
             target, log, OwnerMap(opts.numeric_owner), restore_ownership=opts.restore_ownership
         )
-        run_restorer(repo, sources, subtree, writer, log)
+        run_restorer(repo, sources, subtree, writer, log, opts.concurrency)
     if writer.errors:
         raise UserError(f"Restore finished with {writer.errors} error(s)", exit_code=1)
     return 0
@@ -70,6 +70,11 @@ def plan_sources(
 
 
 def run_restorer(
-    repo: Repository, sources: list[SetSource], subtree: Index, sink: RestoreSink, log: Log
+    repo: Repository,
+    sources: list[SetSource],
+    subtree: Index,
+    sink: RestoreSink,
+    log: Log,
+    concurrency: int,
 ) -> None:
-    Restorer(repo, sources, subtree, sink, log, repo.workdir).run()
+    Restorer(repo, sources, subtree, sink, log, repo.workdir, concurrency).run()

@@ -25,7 +25,7 @@ def run(opts: Options, log: Log) -> int:
         sources = plan_sources(repo, col, opts, subtree, log, "Verifying")
         local = Selection(walk_root, opts.selection).walk()
         comparer = Comparer(local, log, compare_data=opts.compare_data)
-        run_restorer(repo, sources, subtree, comparer, log)
+        run_restorer(repo, sources, subtree, comparer, log, opts.concurrency)
     log.notice(
         f"Verify complete: {comparer.compared} file(s) compared, "
         f"{comparer.differences} difference(s) found."
