@@ -88,13 +88,6 @@ class SetPlan:
         )
 
 
-@dataclass
-class BackupSource:
-    root: str  # as given on the command line
-    walk: Iterator[tuple[Entry, bytes]]
-    max_blocksize: int = 0
-
-
 class Chunker:
     """Splits one payload into members by duplicity's rule (FORMAT.md 2.2).
 
@@ -106,22 +99,24 @@ class Chunker:
         self._volumes = volumes
         self._kind = kind
         self._entry = entry
-        self._buf = bytearray()
+        self._buf = b""
         self._chunk = 0
-        self.total = 0
 
     def push(self, data: bytes) -> None:
-        self._buf += data
-        self.total += len(data)
-        while len(self._buf) >= CHUNK_SIZE:
-            self._emit(bytes(self._buf[:CHUNK_SIZE]), final=False)
-            del self._buf[:CHUNK_SIZE]
+        if self._buf:
+            data = self._buf + data
+        view = memoryview(data)
+        pos = 0
+        while len(view) - pos >= CHUNK_SIZE:
+            self._emit(view[pos : pos + CHUNK_SIZE], final=False)
+            pos += CHUNK_SIZE
+        self._buf = bytes(view[pos:])
 
     def finish(self) -> None:
-        self._emit(bytes(self._buf), final=True)
-        self._buf.clear()
+        self._emit(memoryview(self._buf), final=True)
+        self._buf = b""
 
-    def _emit(self, data: bytes, final: bool) -> None:
+    def _emit(self, data: memoryview, final: bool) -> None:
         index = self._entry.index
         if final and self._chunk == 0:
             name = member_name(self._kind, index)

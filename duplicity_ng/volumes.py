@@ -58,7 +58,9 @@ class VolumeWriter:
         self._end: tuple[Index, int | None] = ((), None)
         self.raw_bytes = 0
 
-    def add(self, header: TarHeader, payload: bytes, index: Index, block: int | None) -> None:
+    def add(
+        self, header: TarHeader, payload: bytes | memoryview, index: Index, block: int | None
+    ) -> None:
         """Add one member; `block` is the chunk number of a multivol chunk that is not the last."""
         if self._out is not None and self._target - self._out.stored_size < CHUNK_SIZE:
             self._finish_volume()
