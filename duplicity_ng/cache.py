@@ -6,10 +6,12 @@ file in it can be fetched again from the backend, so a machine without one works
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
 import hashlib
 import os
+import stat
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -26,7 +28,7 @@ class ArchiveCache:
     def __init__(self, directory: Path) -> None:
         self.directory = directory
         try:
-            directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+            _make_private_dir(directory)
         except OSError as exc:
             raise UserError(
                 f"Cannot create the archive dir {directory}: {exc.strerror or exc}",
@@ -59,3 +61,22 @@ class ArchiveCache:
                 yield
             finally:
                 fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+
+
+def _make_private_dir(directory: Path) -> None:
+    """Create `directory` (and missing parents) readable by its owner only.
+
+    The cache holds decrypted manifests and signatures (every path name of the backup), so
+    the folder is 0700 even when it already existed with wider permissions.
+    """
+    missing = []
+    path = directory
+    while not path.exists():
+        missing.append(path)
+        path = path.parent
+    for path in reversed(missing):
+        with contextlib.suppress(FileExistsError):  # another process made it meanwhile
+            path.mkdir(mode=0o700)
+    st = directory.stat()
+    if stat.S_IMODE(st.st_mode) & 0o077 and st.st_uid == os.geteuid():
+        directory.chmod(stat.S_IMODE(st.st_mode) & 0o700)

@@ -33,6 +33,16 @@ class Options:
     volsize: int = 200 * MiB
     max_blocksize: int = 0
     prefixes: Prefixes = field(default_factory=Prefixes)
+    # GnuPG (FORMAT.md 8). No key: symmetric. Passphrases come from the environment and are
+    # kept out of repr, so that printing the options never shows them.
+    encrypt_keys: list[str] = field(default_factory=list)
+    hidden_encrypt_keys: list[str] = field(default_factory=list)
+    sign_key: str | None = None
+    gpg_binary: str = "gpg"
+    gpg_options: list[str] = field(default_factory=list)
+    use_agent: bool = False
+    passphrase: str | None = field(default=None, repr=False)  # PASSPHRASE
+    sign_passphrase: str | None = field(default=None, repr=False)  # SIGN_PASSPHRASE
     # Local cache
     archive_dir: Path = field(default_factory=default_archive_dir)
     name: str | None = None

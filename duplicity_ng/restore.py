@@ -30,7 +30,7 @@ from duplicity_ng.format.members import (
     MemberName,
     MemberNameError,
     header_entry,
-    parse_member_name,
+    parse_member,
 )
 from duplicity_ng.format.tarstream import TarFormatError, TarMember, TarReader
 from duplicity_ng.log import Log
@@ -125,7 +125,7 @@ class VolumeStream:
         with self._repo.codec.open(path, name) as stream:
             try:
                 for member in TarReader(stream):
-                    yield parse_member_name(member.header.name), member
+                    yield parse_member(member.header), member
             except (TarFormatError, MemberNameError, OSError, EOFError, zlib.error) as exc:
                 raise VolumeHashError(
                     f"Volume {name} is corrupt: {exc}", "the backend copy is damaged"

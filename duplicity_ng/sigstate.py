@@ -20,7 +20,7 @@ from duplicity_ng.format.members import (
     SNAPSHOT,
     MemberNameError,
     header_entry,
-    parse_member_name,
+    parse_member,
 )
 from duplicity_ng.format.tarstream import TarFormatError, TarReader
 
@@ -40,7 +40,7 @@ def read_signatures(stream: BinaryIO, name: str) -> Iterator[SigRecord]:
     """The records of one signature tar, in index order."""
     try:
         for member in TarReader(stream):
-            parsed = parse_member_name(member.header.name)
+            parsed = parse_member(member.header)
             if parsed.kind == DELETED:
                 yield SigRecord(Entry(parsed.index, FileType.REG), deleted=True)
             elif parsed.kind in (SIGNATURE, SNAPSHOT):

@@ -39,10 +39,6 @@ class DirectoryWriter:
     _pending_dirs: list[Entry] = field(default_factory=list)
     _is_root: bool = field(default_factory=lambda: os.geteuid() == 0)
 
-    def __post_init__(self) -> None:
-        os.makedirs(self.root, mode=0o700, exist_ok=True)
-        self._real_dirs.add(())
-
     # -- RestoreSink ----------------------------------------------------------------------
     def file(self, entry: Entry, write_data: DataWriter) -> None:
         path = self._prepare(entry)
@@ -109,16 +105,19 @@ class DirectoryWriter:
         return self._path(entry.index)
 
     def _ensure_parent(self, index: Index) -> None:
-        for depth in range(1, len(index)):
+        """Nothing is created until there is something to restore, not even the target."""
+        if not index:
+            os.makedirs(os.path.dirname(self.root), exist_ok=True)
+        for depth in range(len(index)):
             parent = index[:depth]
             if parent in self._real_dirs:
                 continue
             path = self._path(parent)
             try:
-                st = os.lstat(path)
+                st = os.lstat(path) if depth else os.stat(path)  # the user's target may be a link
             except FileNotFoundError:
                 # The archive (or a --path-to-restore subset) has no entry for this directory.
-                os.mkdir(path, 0o700)
+                os.makedirs(path, 0o700, exist_ok=True)
             else:
                 if not stat.S_ISDIR(st.st_mode):
                     raise UnsafePathError(
@@ -138,7 +137,7 @@ class DirectoryWriter:
                 _remove(path)
                 raise FileNotFoundError
         except FileNotFoundError:
-            os.mkdir(path, 0o700)
+            os.makedirs(path, 0o700, exist_ok=True)
         except OSError as exc:
             self._fail(entry.index, exc)
             return

@@ -6,10 +6,12 @@ import os
 import socket
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 from duplicity_ng.backup import SetPlan, SetWriter, run_set
 from duplicity_ng.cli.context import open_repository
 from duplicity_ng.collection import BackupSet, Collection
+from duplicity_ng.crypto import GpgDecryptError
 from duplicity_ng.entry import Index, display
 from duplicity_ng.errors import (
     CommandLineError,
@@ -27,13 +29,10 @@ from duplicity_ng.sigstate import SigRecord, merge_chain, read_signatures
 
 
 def run(opts: Options, log: Log) -> int:
-    if opts.encryption:
-        raise CommandLineError(
-            "Encryption is not available in this version of duplicity-ng",
-            "pass --no-encryption",
-        )
     source = _check_source(opts.source)
     with open_repository(opts, log) as repo:
+        # gpg runs, the keys exist, the passphrase is known: checked before anything is written.
+        repo.codec.check_ready()
         col = repo.refresh()
         col = _set_aside_unfinished(repo, col, log)
         now = _backup_time(opts, col)
@@ -44,14 +43,15 @@ def run(opts: Options, log: Log) -> int:
         else:
             chain = col.matched_chain
             assert chain is not None and col.matched_sig_chain is not None
-            _check_same_source(repo, chain.last, source, opts)
+            with _explain_missing_metadata(repo, opts):
+                _check_same_source(repo, chain.last, source, opts)
+                old_state = [
+                    read_signatures(repo.open_signatures(name), name)
+                    for name in col.matched_sig_chain.names()
+                ]
             plan = SetPlan(
                 SetKind.INC, chain.end_time, now, opts.encryption, opts.compression, opts.prefixes
             )
-            old_state = [
-                read_signatures(repo.open_signatures(name), name)
-                for name in col.matched_sig_chain.names()
-            ]
         log.notice(
             f"{'Full' if full else 'Incremental'} backup of {opts.source} to "
             f"{repo.backend.display_url}"
@@ -91,6 +91,26 @@ def run(opts: Options, log: Log) -> int:
         if opts.print_statistics:
             log.notice(writer.stats.report())
     return 0
+
+
+@contextmanager
+def _explain_missing_metadata(repo: Repository, opts: Options) -> Iterator[None]:
+    """An incremental reads the last sets' signatures and manifest from the local cache; when
+    the cache lacks them they are decrypted from the backend, which public-key encryption
+    cannot do without the secret key. Say so in terms of what the user can do."""
+    try:
+        yield
+    except GpgDecryptError as exc:
+        if not exc.no_secret_key:
+            raise
+        raise GpgDecryptError(
+            "An incremental backup needs the signatures of the previous backups; they are not "
+            f"in the local cache ({repo.cache.directory}) and decrypting them from the backend "
+            f"needs a secret key that is not here ({exc.message})",
+            "restore that cache folder (--archive-dir/--name), import the secret key (and set "
+            "PASSPHRASE if it has one), or run a full backup",
+            no_secret_key=True,
+        ) from exc
 
 
 def _check_source(source: str) -> bytes:

@@ -1,7 +1,9 @@
-"""What every command opens first: backend, cache (locked), a private temp dir."""
+"""What every command opens first: backend, cache (locked), a private temp dir, gpg."""
 
 from __future__ import annotations
 
+import getpass
+import sys
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -10,6 +12,7 @@ from pathlib import Path
 from duplicity_ng.backends.base import open_backend
 from duplicity_ng.cache import ArchiveCache, default_name
 from duplicity_ng.container import Codec
+from duplicity_ng.crypto import Gpg, GpgSettings, Passphrases, Prompt
 from duplicity_ng.log import Log
 from duplicity_ng.options import Options
 from duplicity_ng.repository import Repository
@@ -24,7 +27,41 @@ def open_repository(opts: Options, log: Log) -> Iterator[Repository]:
             cache.lock(),
             tempfile.TemporaryDirectory(prefix="duplicity-ng-", dir=opts.tempdir) as tmp,
         ):
-            codec = Codec(encrypt=opts.encryption, compress=opts.compression)
-            yield Repository(backend, cache, opts.prefixes, Path(tmp), log, codec)
+            yield Repository(backend, cache, opts.prefixes, Path(tmp), log, make_codec(opts, log))
     finally:
         backend.close()
+
+
+def make_codec(opts: Options, log: Log, prompt: Prompt | None = None) -> Codec:
+    """The run's Codec; gpg is set up whatever the options, since any archive may be encrypted."""
+    settings = gpg_settings(opts)
+    passphrases = Passphrases(
+        opts.passphrase,
+        opts.sign_passphrase,
+        prompt if prompt is not None else terminal_prompt(),
+        settings,
+    )
+    return Codec(
+        encrypt=opts.encryption,
+        compress=opts.compression,
+        gpg=Gpg(settings, passphrases, log),
+    )
+
+
+def gpg_settings(opts: Options) -> GpgSettings:
+    return GpgSettings(
+        binary=opts.gpg_binary,
+        options=tuple(opts.gpg_options),
+        recipients=tuple(opts.encrypt_keys),
+        hidden_recipients=tuple(opts.hidden_encrypt_keys),
+        sign_key=opts.sign_key,
+        use_agent=opts.use_agent,
+        compress=opts.compression,
+    )
+
+
+def terminal_prompt() -> Prompt | None:
+    """getpass when a user is there to answer; without a terminal nothing is asked."""
+    if sys.stdin is None or not sys.stdin.isatty():
+        return None
+    return getpass.getpass

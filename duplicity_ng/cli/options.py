@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import time
+from collections.abc import Mapping
 from pathlib import Path
 
 from duplicity_ng.errors import CommandLineError
@@ -87,6 +89,14 @@ def build_parser() -> argparse.ArgumentParser:
     fmt.add_argument("--max-blocksize", type=int, default=0, metavar="BYTES")
     for kind in ("", "-archive", "-manifest", "-signature", "-jsonstat"):
         fmt.add_argument(f"--file-prefix{kind}", default="", metavar="PREFIX")
+    gpg = p.add_argument_group("gpg (passphrases from PASSPHRASE and SIGN_PASSPHRASE)")
+    gpg.add_argument("--encrypt-key", action="append", default=[], metavar="KEY")
+    gpg.add_argument("--hidden-encrypt-key", action="append", default=[], metavar="KEY")
+    gpg.add_argument("--sign-key", metavar="KEY")
+    gpg.add_argument("--encrypt-sign-key", metavar="KEY", help="encrypt to KEY and sign with it")
+    gpg.add_argument("--gpg-binary", default="gpg", metavar="PATH")
+    gpg.add_argument("--gpg-options", action="append", default=[], metavar="OPTIONS")
+    gpg.add_argument("--use-agent", action="store_true")
     cache = p.add_argument_group("local cache")
     cache.add_argument("--archive-dir", type=Path)
     cache.add_argument("--name")
@@ -124,7 +134,7 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def parse_args(argv: list[str]) -> Options:
+def parse_args(argv: list[str], environ: Mapping[str, str] | None = None) -> Options:
     ns = build_parser().parse_intermixed_args(argv)
     if ns.version:
         return Options(command="version")
@@ -132,6 +142,7 @@ def parse_args(argv: list[str]) -> Options:
     opts = Options(command=command)
     _set_paths(opts, command, positional)
     _set_format(opts, ns)
+    _set_gpg(opts, ns, os.environ if environ is None else environ)
     _set_selection(opts, ns)
     _set_behaviour(opts, ns)
     return opts
@@ -188,6 +199,36 @@ def _set_format(opts: Options, ns: argparse.Namespace) -> None:
     opts.name = ns.name
 
 
+def _set_gpg(opts: Options, ns: argparse.Namespace, environ: Mapping[str, str]) -> None:
+    opts.encrypt_keys = list(ns.encrypt_key)
+    opts.hidden_encrypt_keys = list(ns.hidden_encrypt_key)
+    opts.sign_key = ns.sign_key
+    if ns.encrypt_sign_key:
+        if ns.sign_key and ns.sign_key != ns.encrypt_sign_key:
+            raise CommandLineError("--encrypt-sign-key and --sign-key name different keys")
+        opts.encrypt_keys.append(ns.encrypt_sign_key)
+        opts.sign_key = ns.encrypt_sign_key
+    for key in (*opts.encrypt_keys, *opts.hidden_encrypt_keys, opts.sign_key or "x"):
+        if not key.strip():
+            raise CommandLineError("An empty key was given to a --*-key option")
+    opts.gpg_binary = ns.gpg_binary
+    try:
+        opts.gpg_options = [opt for text in ns.gpg_options for opt in shlex.split(text)]
+    except ValueError as exc:
+        raise CommandLineError(f"Cannot parse --gpg-options: {exc}") from exc
+    opts.use_agent = ns.use_agent
+    opts.passphrase = environ.get("PASSPHRASE")
+    opts.sign_passphrase = environ.get("SIGN_PASSPHRASE")
+    backup = opts.command in ("full", "incremental", "backup")
+    if backup and not opts.encryption and (opts.encrypt_keys or opts.hidden_encrypt_keys):
+        raise CommandLineError("--no-encryption and --encrypt-key contradict each other")
+    if backup and not opts.encryption and opts.sign_key:
+        raise CommandLineError(
+            "--sign-key needs encryption: signed files are gpg messages",
+            "drop --no-encryption or --sign-key",
+        )
+
+
 def _set_selection(opts: Options, ns: argparse.Namespace) -> None:
     opts.selection = SelectionOptions(
         rules=list(getattr(ns, "selection_rules", None) or []),
@@ -209,6 +250,7 @@ def _set_behaviour(opts: Options, ns: argparse.Namespace) -> None:
     if ns.path_to_restore:
         opts.path_to_restore = os.fsencode(ns.path_to_restore)
     opts.force = ns.force
+    opts.allow_source_mismatch = ns.allow_source_mismatch
     opts.numeric_owner = ns.numeric_owner
     opts.restore_ownership = not ns.no_restore_ownership
     opts.compare_data = ns.compare_data

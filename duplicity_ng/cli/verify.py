@@ -15,15 +15,14 @@ from duplicity_ng.verify import Comparer
 
 
 def run(opts: Options, log: Log) -> int:
-    if not os.path.isdir(opts.source):
+    if not os.path.lexists(opts.source):
         raise SourceError(f"Directory {opts.source} to verify against does not exist")
+    # As in duplicity, DIR stands for the backed-up path, whether or not -r narrows it.
     subtree = index_from_path(opts.path_to_restore or b"")
-    local_root = os.path.join(os.fsencode(opts.source), *subtree) if subtree else None
-    walk_root = local_root or os.fsencode(opts.source)
     with open_repository(opts, log) as repo:
         col = repo.refresh()
         sources = plan_sources(repo, col, opts, subtree, log, "Verifying")
-        local = Selection(walk_root, opts.selection).walk()
+        local = Selection(os.fsencode(opts.source), opts.selection).walk()
         comparer = Comparer(local, log, compare_data=opts.compare_data)
         run_restorer(repo, sources, subtree, comparer, log, opts.concurrency)
     log.notice(

@@ -70,6 +70,13 @@ def parse_member_name(name: bytes) -> MemberName:
     return MemberName(kind_s, tuple(parts), chunk)
 
 
+def parse_member(header: TarHeader) -> MemberName:
+    """The member's name, refusing names and types duplicity never writes (e.g. hard links)."""
+    if header.type not in _TAR_TO_TYPE:
+        raise MemberNameError(f"unsupported tar member type {header.type!r} for {header.name!r}")
+    return parse_member_name(header.name)
+
+
 def member_name(
     kind: str, index: Index, chunk: int | None = None, *, sigtar: bool = False
 ) -> bytes:
