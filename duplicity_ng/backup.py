@@ -140,7 +140,7 @@ class SetWriter:
     codec: Codec
     log: Log
     concurrency: int = 2
-    hostname: str = field(default_factory=socket.getfqdn)
+    hostname: str = field(default_factory=socket.gethostname)  # what duplicity writes
     stats: BackupStats = field(default_factory=BackupStats)
 
     def __post_init__(self) -> None:

@@ -179,11 +179,12 @@ def _check_same_source(repo: Repository, last: BackupSet, source: bytes, opts: O
     if opts.allow_source_mismatch:
         return
     manifest = repo.manifest(last)
-    hostname = socket.getfqdn()
-    if manifest.hostname and manifest.hostname != hostname:
+    # duplicity writes gethostname() and accepts that or the FQDN, as we do.
+    hostnames = {socket.gethostname(), socket.getfqdn()}
+    if manifest.hostname and manifest.hostname not in hostnames:
         raise HostnameMismatchError(
             f"The last backup to this target was made on host {manifest.hostname}, "
-            f"this is {hostname}",
+            f"this is {socket.gethostname()}",
             "pass --allow-source-mismatch if that is intended",
         )
     if manifest.localdir and manifest.localdir != source:
