@@ -27,9 +27,10 @@ def run(opts: Options, log: Log) -> int:
         writer = DirectoryWriter(
             target, log, OwnerMap(opts.numeric_owner), restore_ownership=opts.restore_ownership
         )
-        run_restorer(repo, sources, subtree, writer, log, opts.concurrency)
-    if writer.errors:
-        raise UserError(f"Restore finished with {writer.errors} error(s)", exit_code=1)
+        errors = run_restorer(repo, sources, subtree, writer, log, opts.concurrency)
+    errors += writer.errors
+    if errors:
+        raise UserError(f"Restore finished with {errors} error(s)", exit_code=1)
     return 0
 
 
@@ -76,5 +77,8 @@ def run_restorer(
     sink: RestoreSink,
     log: Log,
     concurrency: int,
-) -> None:
-    Restorer(repo, sources, subtree, sink, log, repo.workdir, concurrency).run()
+) -> int:
+    """Run the restore into `sink`; returns the number of paths that could not be rebuilt."""
+    restorer = Restorer(repo, sources, subtree, sink, log, repo.workdir, concurrency)
+    restorer.run()
+    return restorer.stats.errors

@@ -24,7 +24,9 @@ def run(opts: Options, log: Log) -> int:
         sources = plan_sources(repo, col, opts, subtree, log, "Verifying")
         local = Selection(os.fsencode(opts.source), opts.selection).walk()
         comparer = Comparer(local, log, compare_data=opts.compare_data)
-        run_restorer(repo, sources, subtree, comparer, log, opts.concurrency)
+        comparer.differences += run_restorer(
+            repo, sources, subtree, comparer, log, opts.concurrency
+        )
     log.notice(
         f"Verify complete: {comparer.compared} file(s) compared, "
         f"{comparer.differences} difference(s) found."
