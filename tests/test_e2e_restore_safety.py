@@ -227,6 +227,21 @@ def test_hardlink_member_is_reported_as_a_damaged_volume(ng: NgRunner, tmp_path:
     assert "Unexpected error" not in line
 
 
+def test_diff_without_base_is_an_error_and_the_rest_is_restored(
+    ng: NgRunner, tmp_path: Path
+) -> None:
+    """Regression: a path whose only entry is a diff used to be skipped with exit 0."""
+    target, result = _restore_evil(
+        ng, tmp_path, [ROOT, reg("diff/orphan.txt", b"rs\x026\x00"), reg("snapshot/ok.txt", b"ok")]
+    )
+    assert result.returncode == 1
+    warning, summary = result.stderr.splitlines()
+    assert "orphan.txt" in warning and "without a base" in warning
+    assert summary == "Restore finished with 1 error(s)"
+    assert (target / "ok.txt").read_bytes() == b"ok"
+    assert not (target / "orphan.txt").exists()
+
+
 # -- restores over existing trees --------------------------------------------------------------
 
 
