@@ -24,9 +24,10 @@ def run(opts: Options, log: Log) -> int:
         sources = plan_sources(repo, col, opts, subtree, log, "Verifying")
         local = Selection(os.fsencode(opts.source), opts.selection).walk()
         comparer = Comparer(local, log, compare_data=opts.compare_data)
-        comparer.differences += run_restorer(
-            repo, sources, subtree, comparer, log, opts.concurrency
-        )
+        # Not `comparer.differences += run_restorer(...)`: that reads the count before the
+        # run and would drop every difference found during it.
+        unrebuilt = run_restorer(repo, sources, subtree, comparer, log, opts.concurrency)
+        comparer.differences += unrebuilt
     log.notice(
         f"Verify complete: {comparer.compared} file(s) compared, "
         f"{comparer.differences} difference(s) found."
