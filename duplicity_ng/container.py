@@ -59,6 +59,9 @@ class StoredFileWriter:
     def stored_size(self) -> int:
         return self._raw.size
 
+    def settled_size(self) -> int:
+        return self._raw.size
+
     def close(self) -> str:
         """Finish the file; returns the SHA1 hex of the stored bytes."""
         if self._out is not self._raw:
@@ -81,7 +84,13 @@ class StoredWriter(Protocol):
     def write(self, data: bytes) -> int: ...
 
     @property
-    def stored_size(self) -> int: ...
+    def stored_size(self) -> int:
+        """Bytes stored so far, never less than the file will hold for what was written
+        (cheap: asked before every member)."""
+
+    def settled_size(self) -> int:
+        """A tighter stored_size that may take a few milliseconds (asked near the end of a
+        volume)."""
 
     def close(self) -> str: ...
 

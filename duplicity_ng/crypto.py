@@ -19,12 +19,16 @@ gpg writes plaintext before it has checked the integrity of what it decrypted.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import logging
 import os
 import re
+import struct
 import subprocess
+import termios
 import threading
+import time
 import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -52,9 +56,13 @@ _gnupg_logger.propagate = False
 # (bench/gpg_compression.py). A compression option in --gpg-options wins.
 DEFAULT_COMPRESS_LEVEL = 1
 READ_SIZE = 1 << 20
-# Most of the plaintext that can be on its way through gpg at once: two pipe buffers and
-# gpg's own buffers (measured lag on random data: about 100 KiB).
-IN_FLIGHT = 192 * 1024
+# Most of the plaintext that can be on its way through gpg at once: our 64 KiB buffer, the
+# pipe's 64 KiB and gpg's own buffers (measured on random data: up to 180 KiB).
+IN_FLIGHT = 256 * 1024
+# What gpg itself still holds once the pipe is empty (measured: up to 47 KiB).
+HELD_BY_GPG = 64 * 1024
+# How long settled_size waits for gpg to empty the pipe (it reads 150+ MiB/s).
+SETTLE_TIMEOUT = 2.0
 PIPE_BUFFER = 64 * 1024
 _COMPRESSION_OPTIONS = ("-z", "--compress-level", "--compress-algo", "--bzip2-compress-level")
 _CIPHER_OPTIONS = ("--cipher-algo", "--personal-cipher-preferences")
@@ -90,7 +98,11 @@ class GpgSettings:
 
     def user_gave(self, names: Sequence[str]) -> bool:
         """Whether --gpg-options already sets one of these gpg options (ours then step aside)."""
-        return any(opt == n or opt.startswith(n + "=") for opt in self.options for n in names)
+        return any(
+            opt == n or opt.startswith(n + "=") or (n[1] != "-" and opt.startswith(n))
+            for opt in self.options
+            for n in names
+        )
 
 
 class Passphrases:
@@ -340,9 +352,10 @@ class Gpg:
 
     # -- keys -----------------------------------------------------------------------------
     def check_backup_keys(self) -> None:
-        """Before a backup writes anything: every named key exists and can do its job."""
+        """Before a backup writes anything: gpg runs, every named key exists and can do its job."""
+        handle = self.gnupg
         for key in (*self.settings.recipients, *self.settings.hidden_recipients):
-            found = self.gnupg.list_keys(keys=[key])
+            found = handle.list_keys(keys=[key])
             if not found:
                 raise GpgError(
                     f"Encryption key {key} was not found in the keyring{self._home_note()}",
@@ -354,7 +367,7 @@ class Gpg:
                     "check --encrypt-key",
                 )
         if self.settings.sign_key is not None:
-            found = self.gnupg.list_keys(secret=True, keys=[self.settings.sign_key])
+            found = handle.list_keys(secret=True, keys=[self.settings.sign_key])
             if not found:
                 raise GpgError(
                     f"Signing key {self.settings.sign_key} has no secret key in the keyring"
@@ -478,12 +491,25 @@ class Gpg:
                 "set PASSPHRASE to the passphrase of that key",
             )
         if status.missing_passphrase:
-            what = "its passphrase" if symmetric else "the passphrase of its secret key"
+            what = (
+                "a passphrase"
+                if symmetric
+                else f"the passphrase of secret key {_key_of_passphrase(status)}"
+            )
             raise GpgError(
-                f"Cannot decrypt {name}: {what} was not given",
+                f"Cannot decrypt {name}: it needs {what}, and none was given",
                 "set PASSPHRASE",
             )
         missing = status.values("NO_SECKEY")
+        tried = [m.split("trying secret key ", 1)[1].split()[0] for m in status.messages if
+                 "anonymous recipient; trying secret key " in m]  # fmt: skip
+        if _HIDDEN_KEY_ID in missing and tried and not status.has("DECRYPTION_KEY"):
+            # gpg does not say why a key it tried for a hidden recipient failed.
+            raise GpgError(
+                f"Cannot decrypt {name}: secret key {', '.join(tried)} did not open it for its "
+                "hidden recipient (wrong passphrase, or not the key it was encrypted to)",
+                "check PASSPHRASE",
+            )
         if missing and not status.has("DECRYPTION_KEY"):
             keys = ", ".join(
                 "a hidden recipient" if k == _HIDDEN_KEY_ID else k for k in dict.fromkeys(missing)
@@ -552,6 +578,11 @@ class Gpg:
                 fprs.update(sub[2].upper() for sub in key.get("subkeys", []) if len(sub) > 2)
             self._signer_fingerprints = fprs
         return self._signer_fingerprints
+
+
+def _pipe_bytes(fd: int) -> int:
+    """Bytes written to a pipe and not yet read from it (Linux answers on either end)."""
+    return struct.unpack("i", fcntl.ioctl(fd, termios.FIONREAD, b"\0\0\0\0"))[0]
 
 
 def _key_of_passphrase(status: GpgStatus) -> str:
@@ -667,6 +698,31 @@ class GpgWriter:
         # counting what is still in the pipe and in gpg at full size keeps volumes below
         # --volsize whatever the data.
         return size + max(0, min(self._written - size, IN_FLIGHT))
+
+    def settled_size(self) -> int:
+        """stored_size made tight, for deciding where a volume ends.
+
+        Our buffer is flushed and gpg given the moment it needs to empty the pipe; then only
+        gpg's own buffers are unknown. Costs a flush and a few milliseconds, so the volume
+        writer asks only when stored_size says the volume is nearly full.
+        """
+        if self._closed:
+            return self._size
+        assert self._proc.stdin is not None
+        try:
+            self._proc.stdin.flush()
+        except (BrokenPipeError, ValueError):
+            self._finish_process()
+            raise self._error() from None
+        deadline = time.monotonic() + SETTLE_TIMEOUT
+        while _pipe_bytes(self._proc.stdin.fileno()) and time.monotonic() < deadline:
+            time.sleep(0.0005)
+        in_pipe = _pipe_bytes(self._proc.stdin.fileno())
+        try:
+            size = os.stat(self.path).st_size
+        except FileNotFoundError:
+            size = 0
+        return size + max(0, min(self._written - size, in_pipe + HELD_BY_GPG))
 
     def close(self) -> str:
         """Finish encrypting; returns the SHA1 hex of the stored file."""

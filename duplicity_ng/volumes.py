@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from duplicity_ng.backends.base import Backend
-from duplicity_ng.container import Codec, StoredFileWriter
+from duplicity_ng.container import Codec, StoredWriter
 from duplicity_ng.entry import Index
 from duplicity_ng.format.manifest import VolumeInfo
 from duplicity_ng.format.members import CHUNK_SIZE
@@ -52,7 +52,7 @@ class VolumeWriter:
         self._name_for = name_for
         self._on_finished = on_finished
         self._number = first_number - 1
-        self._out: StoredFileWriter | None = None
+        self._out: StoredWriter | None = None
         self._tar: TarWriter | None = None
         self._start: tuple[Index, int | None] | None = None
         self._end: tuple[Index, int | None] = ((), None)
@@ -62,7 +62,7 @@ class VolumeWriter:
         self, header: TarHeader, payload: bytes | memoryview, index: Index, block: int | None
     ) -> None:
         """Add one member; `block` is the chunk number of a multivol chunk that is not the last."""
-        if self._out is not None and self._target - self._out.stored_size < CHUNK_SIZE:
+        if self._out is not None and self._full(self._out):
             self._finish_volume()
         if self._out is None:
             self._open_volume()
@@ -72,6 +72,12 @@ class VolumeWriter:
         if self._start is None:
             self._start = (index, block)
         self._end = (index, block)
+
+    def _full(self, out: StoredWriter) -> bool:
+        """No room left for another read-size of data (FORMAT.md 2)."""
+        if self._target - out.stored_size >= CHUNK_SIZE:
+            return False
+        return self._target - out.settled_size() < CHUNK_SIZE
 
     def close(self) -> None:
         """Finish the last volume. A set always has at least one volume, even an empty one."""
