@@ -7,7 +7,9 @@ import os
 import shutil
 from pathlib import Path
 
-from duplicity_ng.backends.base import ParsedUrl, RemoteFile, register
+from duplicity_ng.backends.base import Capabilities, ParsedUrl, RemoteFile, register
+from duplicity_ng.backends.options import BackendOptions
+from duplicity_ng.backends.verify import is_temp_name, temp_name
 from duplicity_ng.errors import (
     BackendError,
     BackendNoSpaceError,
@@ -28,6 +30,11 @@ def _backend_error(exc: OSError, what: str) -> BackendError:
 
 
 class LocalBackend:
+    # put() writes a temporary file and renames it: atomic without the wrapper.
+    capabilities = Capabilities(
+        atomic_put=True, rename=True, stat=True, ranged_get=True, max_concurrency=8
+    )
+
     def __init__(self, directory: Path, display_url: str) -> None:
         self.directory = directory
         self.display_url = display_url
@@ -43,7 +50,7 @@ class LocalBackend:
                 return [
                     RemoteFile(e.name, e.stat(follow_symlinks=True).st_size)
                     for e in it
-                    if e.is_file(follow_symlinks=True)
+                    if e.is_file(follow_symlinks=True) and not is_temp_name(e.name)
                 ]
         except FileNotFoundError:
             return []
@@ -52,7 +59,7 @@ class LocalBackend:
 
     def put(self, local: Path, name: str) -> None:
         target = self._path(name)
-        tmp = target.with_name(f".{name}.ngtmp")
+        tmp = target.with_name(temp_name(name))
         try:
             self.directory.mkdir(parents=True, exist_ok=True)
             with open(local, "rb") as src, open(tmp, "wb") as dst:
@@ -79,10 +86,32 @@ class LocalBackend:
             except OSError as exc:
                 raise _backend_error(exc, f"Cannot delete {name} on {self.display_url}") from exc
 
+    def rename(self, src: str, dst: str) -> None:
+        try:
+            os.replace(self._path(src), self._path(dst))
+        except OSError as exc:
+            raise _backend_error(exc, f"Cannot rename {src} on {self.display_url}") from exc
+
+    def stat(self, name: str) -> RemoteFile | None:
+        try:
+            return RemoteFile(name, self._path(name).stat().st_size)
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise _backend_error(exc, f"Cannot look up {name} on {self.display_url}") from exc
+
+    def get_range(self, name: str, offset: int, length: int) -> bytes:
+        try:
+            with open(self._path(name), "rb") as src:
+                src.seek(offset)
+                return src.read(length)
+        except OSError as exc:
+            raise _backend_error(exc, f"Cannot read {name} from {self.display_url}") from exc
+
     def close(self) -> None:
         pass
 
 
 @register("file")
-def open_local(url: ParsedUrl) -> LocalBackend:
+def open_local(url: ParsedUrl, options: BackendOptions) -> LocalBackend:
     return LocalBackend(Path(url.path), url.display)
