@@ -63,33 +63,39 @@ class SetSource:
 class VolumeStream:
     """The members of a set's needed volumes, in order, each volume checked before it is read.
 
-    The next volume is fetched and hash-checked in the background while this one is read.
+    Up to `depth` next volumes are fetched and hash-checked in the background while this one
+    is read, so at most depth + 1 of the set's volumes are on local disk at once.
     """
 
     def __init__(
-        self, repo: Repository, source: SetSource, workdir: Path, pool: ThreadPoolExecutor
+        self,
+        repo: Repository,
+        source: SetSource,
+        workdir: Path,
+        pool: ThreadPoolExecutor,
+        depth: int = 1,
     ) -> None:
         self._repo = repo
         self._source = source
         self._workdir = workdir
         self._pool = pool
+        self._depth = max(depth, 1)
 
     def members(self) -> Generator[tuple[MemberName, TarMember]]:
         numbers = iter(self._source.volumes)
         ahead: deque[tuple[str, Future[Path]]] = deque()
 
-        def fetch_next() -> None:
-            number = next(numbers, None)
-            if number is not None:
+        def fetch_ahead() -> None:
+            while len(ahead) < self._depth and (number := next(numbers, None)) is not None:
                 name = self._remote_name(number)
                 ahead.append((name, self._pool.submit(self._fetch_checked, number, name)))
 
-        fetch_next()
+        fetch_ahead()
         try:
             while ahead:
                 name, future = ahead.popleft()
                 path = future.result()
-                fetch_next()
+                fetch_ahead()
                 try:
                     yield from self._read_volume(name, path)
                 finally:
@@ -224,7 +230,10 @@ class Restorer:
         with ThreadPoolExecutor(self._concurrency, thread_name_prefix="fetch") as pool:
             cursors = [
                 SetCursor(
-                    VolumeStream(self._repo, s, self._workdir, pool).members(), _label(s.bset)
+                    VolumeStream(
+                        self._repo, s, self._workdir, pool, depth=self._concurrency
+                    ).members(),
+                    _label(s.bset),
                 )
                 for s in self._sources
             ]
@@ -316,9 +325,12 @@ class _PatchedData:
         basis.seek(0)
         job = rsync.PatchJob(basis)
         try:
+            # In pieces: one COPY command of the delta can stand for gigabytes of output.
             for data in cursor.payload():
-                out.write(job.feed(data))
-            out.write(job.finish())
+                for piece in job.feed_chunks(data):
+                    out.write(piece)
+            for piece in job.finish_chunks():
+                out.write(piece)
         except RsyncError as exc:
             raise VolumeHashError(
                 f"Cannot patch {self._label}: {exc.message}", "the diff in the archive is damaged"
