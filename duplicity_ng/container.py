@@ -6,17 +6,21 @@ hash of the stored file and volumes are cut by their stored size.
 
 from __future__ import annotations
 
-import gzip
 import hashlib
+import os
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO, Protocol
 
 from duplicity_ng.errors import BadSignerError, UserError
+from duplicity_ng.gzipstream import GunzipReader, ParallelGzipWriter
 
 if TYPE_CHECKING:
     from duplicity_ng.crypto import Gpg
 
 ENCRYPTED_SUFFIXES = (".gpg", ".g")
+# duplicity's gzip level.
+GZIP_LEVEL = 6
 
 
 class _CountingFile:
@@ -40,36 +44,49 @@ class _CountingFile:
 
 
 class StoredFileWriter:
-    """A stream whose bytes end up in `path`, compressed or not."""
+    """A stream whose bytes end up in `path`, gzipped or not.
 
-    def __init__(self, path: Path, compress: bool) -> None:
+    gzip deflates on the threads of `pool` (None: in the caller's thread), see gzipstream.
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        compress: bool,
+        pool: ThreadPoolExecutor | None = None,
+        level: int = GZIP_LEVEL,
+    ) -> None:
         self.path = path
         self._raw = _CountingFile(path)
-        self._out: BinaryIO | _CountingFile
-        if compress:
-            # No file name in the header and OS=255, as duplicity writes it.
-            self._out = gzip.GzipFile(filename="", mode="wb", compresslevel=6, fileobj=self._raw)
-        else:
-            self._out = self._raw
+        self._gzip = ParallelGzipWriter(self._raw, level, pool) if compress else None
 
-    def write(self, data: bytes) -> int:
-        return self._out.write(data)
+    def write(self, data: bytes | memoryview) -> int:
+        if self._gzip is None:
+            return self._raw.write(data)
+        return self._gzip.write(data)
 
     @property
     def stored_size(self) -> int:
-        return self._raw.size
+        # Data still being deflated counts at full size plus the framing of stored blocks:
+        # never less than it will take.
+        pending = self._gzip.unwritten if self._gzip is not None else 0
+        return self._raw.size + (pending + pending // 4096 + 16 if pending else 0)
 
     def settled_size(self) -> int:
-        return self._raw.size
+        if self._gzip is not None:
+            self._gzip.drain()
+        return self.stored_size
 
     def close(self) -> str:
         """Finish the file; returns the SHA1 hex of the stored bytes."""
-        if self._out is not self._raw:
-            self._out.close()
+        if self._gzip is not None:
+            self._gzip.close()
         self._raw.close()
         return self._raw.sha1.hexdigest()
 
     def abort(self) -> None:
+        if self._gzip is not None:
+            self._gzip.abort()
         try:
             self._raw.close()
         finally:
@@ -110,6 +127,7 @@ class Codec:
         self.encrypt = encrypt
         self.compress = compress
         self.gpg = gpg
+        self._pool: ThreadPoolExecutor | None = None
 
     def writer(self, path: Path, *, compress: bool | None = None) -> StoredWriter:
         """A writer for a file to store; manifests pass compress=False (never gzipped).
@@ -119,7 +137,20 @@ class Codec:
         """
         if self.encrypt:
             return self._need_gpg("encrypt").writer(path)
-        return StoredFileWriter(path, self.compress if compress is None else compress)
+        if not (self.compress if compress is None else compress):
+            return StoredFileWriter(path, compress=False)
+        return StoredFileWriter(path, compress=True, pool=self.deflate_pool())
+
+    def deflate_pool(self) -> ThreadPoolExecutor:
+        """Threads for gzip, one per core: they run beside the thread building the tar."""
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(os.cpu_count() or 2, thread_name_prefix="deflate")
+        return self._pool
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
 
     def check_ready(self) -> None:
         """Before a backup writes anything: gpg runs, the keys exist, the passphrase is known."""
@@ -150,7 +181,7 @@ class Codec:
                 "restore without --sign-key if this backup was made unsigned",
             )
         if remote_name.endswith((".gz", ".z")):
-            return gzip.open(path, "rb")  # type: ignore[return-value]
+            return GunzipReader(path)  # type: ignore[return-value]
         return open(path, "rb")  # noqa: SIM115 - caller closes
 
 
