@@ -49,6 +49,11 @@ class BackupSet:
         """A full's time, an incremental's end time."""
         return self.end_time
 
+    @property
+    def key(self) -> tuple[SetKind, int, int]:
+        """What every file of this set has in its name: type, start and end time."""
+        return (self.set_kind, self.start_time, self.end_time)
+
     def remote_names(self) -> list[str]:
         """Backend files of this set: volumes in order, then manifest and jsonstat."""
         names = [self.volumes[n] for n in sorted(self.volumes)]

@@ -10,6 +10,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from duplicity_ng.backends.options import BackendOptions
 from duplicity_ng.format.names import Prefixes
 from duplicity_ng.selection import SelectionOptions
 
@@ -58,10 +59,14 @@ class Options:
     numeric_owner: bool = False
     restore_ownership: bool = True
     compare_data: bool = False
+    # remove-older-than TIME / remove-all-but-n-full N / remove-all-inc-of-but-n-full N
+    remove_time: int | None = None  # absolute time: chains ending before it go
+    keep_chains: int | None = None  # N >= 1: the N newest full backups' chains stay whole
     # Behaviour
     tempdir: Path | None = None
     print_statistics: bool = True
     verbosity: int = 3  # duplicity's levels: 0 error .. 9 debug
     debug: bool = False
-    num_retries: int = 5
+    dry_run: bool = False  # nothing on the backend or in the cache changes
     concurrency: int = 2  # parallel uploads (backup) and downloads (restore)
+    backend: BackendOptions = field(default_factory=BackendOptions)

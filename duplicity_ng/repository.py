@@ -36,11 +36,13 @@ class Repository:
     log: Log
     codec: Codec = field(default_factory=Codec)
     remote: dict[str, int] = field(default_factory=dict)  # name -> size
+    dry_run: bool = False  # keep stale cache entries: a dry run changes nothing
 
     def refresh(self) -> Collection:
         """List the backend, drop stale cache entries, and resolve sets and chains."""
         self.remote = {f.name: f.size for f in self.backend.list()}
-        self._drop_stale_cache()
+        if not self.dry_run:
+            self._drop_stale_cache()
         return build_collection(list(self.remote), self.cache.names(), self.prefixes)
 
     def _drop_stale_cache(self) -> None:
@@ -76,12 +78,15 @@ class Repository:
                     f"The backup set of {bset.end_time} has no manifest on "
                     f"{self.backend.display_url}",
                     "run `cleanup` to remove the incomplete set",
+                    exit_code=4,
                 )
             self._fetch_decoded(bset.manifest, path)
         try:
             return Manifest.from_bytes(path.read_bytes())
         except ManifestError as exc:
-            raise ManifestError(f"Manifest {local} is unreadable: {exc.message}") from exc
+            raise ManifestError(
+                f"Manifest {local} is unreadable: {exc.message}", exit_code=6
+            ) from exc
 
     # -- signatures ---------------------------------------------------------------------
     def open_signatures(self, remote_name: str) -> BinaryIO:

@@ -2,10 +2,8 @@
 backups that meet injected faults.
 
 The CLI runs are subprocesses of bin/duplicity-ng (the `ng` fixture), except on B2, whose
-simulator lives in this process: there `cli.main.main` runs in-process. Runs that need the
-backend options on the command line (--ssh-options, --s3-endpoint-url, --ssl-cacert-file,
---num-retries...) are expected to fail until the CLI passes `backends.cli` options through
-to `open_backend` (see WIRED).
+simulator lives in this process: there `cli.main.main` runs in-process. Each target adds the
+backend options its server needs (--ssh-options, --s3-endpoint-url, --ssl-cacert-file...).
 """
 
 from __future__ import annotations
@@ -19,32 +17,19 @@ from pathlib import Path
 
 import pytest
 from faults import Fault, inject
+from gpg_util import GpgHome
 from peers import NgRunner
-from servers import KINDS, Target
+from servers import KINDS, LOOPBACK, Target, free_port
 from treecompare import compare_trees
 
 from duplicity_ng.backends.base import open_raw_backend
 from duplicity_ng.backends.options import BackendOptions
 from duplicity_ng.cli import main as cli_main
-from duplicity_ng.cli.options import parse_args
-from duplicity_ng.errors import CommandLineError
 
 pytest_plugins = ["conftest_servers"]
 
 T0, T1 = 1700000000, 1700003600
 AS_ROOT = os.geteuid() == 0
-
-
-def _cli_wired() -> bool:
-    try:
-        parse_args(["collection-status", "--s3-endpoint-url=http://x", "file:///x"])
-    except CommandLineError:
-        return False
-    return True
-
-
-WIRED = _cli_wired()
-needs_wiring = pytest.mark.xfail(not WIRED, reason="needs CLI wiring", strict=True)
 
 
 # -- source trees -----------------------------------------------------------------------------
@@ -91,12 +76,11 @@ Run = Callable[..., tuple[int, str]]
 
 def cli_runner(target: Target, tmp_path: Path, ng: NgRunner, capsys) -> Run:  # noqa: ANN001
     """run(*args) -> (exit code, stdout+stderr), with the target's options added."""
-    wired_args = target.cli_args if WIRED else []
     if target.in_process_only:
         archive = tmp_path / "archive"
 
         def run_in_process(*args: str | Path) -> tuple[int, str]:
-            argv = [str(a) for a in args] + ["--archive-dir", str(archive), *wired_args]
+            argv = [str(a) for a in args] + ["--archive-dir", str(archive), *target.cli_args]
             code = cli_main.main(argv)
             out = capsys.readouterr()
             return code, out.out + out.err
@@ -104,7 +88,7 @@ def cli_runner(target: Target, tmp_path: Path, ng: NgRunner, capsys) -> Run:  # 
         return run_in_process
 
     def run_subprocess(*args: str | Path) -> tuple[int, str]:
-        result = ng(*[str(a) for a in args], *wired_args, env=target.env)
+        result = ng(*[str(a) for a in args], *target.cli_args, env=target.env)
         return result.returncode, result.stdout + result.stderr
 
     return run_subprocess
@@ -139,25 +123,14 @@ def backup_restore_cycle(run: Run, target: Target, tmp_path: Path) -> None:
     assert compare_trees(at_t0, tmp_path / "then", AS_ROOT) == []
 
 
-def _cycle_param(kind: str) -> object:
-    # file://, webdav:// (password in the URL) and b2:// (key in the URL) need no backend
-    # option on the command line; the others do.
-    marks = [] if kind in ("file", "webdav", "b2") else [needs_wiring]
-    return pytest.param(kind, marks=marks)
-
-
-@pytest.mark.parametrize("target", [_cycle_param(k) for k in KINDS], indirect=True)
+@pytest.mark.parametrize("target", KINDS, indirect=True)
 def test_full_incremental_restore(
     target: Target, tmp_path: Path, ng: NgRunner, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    if target.kind not in ("file", "webdav", "b2"):
-        # Without the wiring the CLI refuses these options (xfail); with it, they must work.
-        assert WIRED, "backend options are not wired into the CLI"
     run = cli_runner(target, tmp_path, ng, capsys)
     backup_restore_cycle(run, target, tmp_path)
 
 
-@needs_wiring
 @pytest.mark.parametrize("target", ["sftp"], indirect=True)
 def test_backend_errors_through_the_cli(target: Target, ng: NgRunner, tmp_path: Path) -> None:
     empty = tmp_path / "known_hosts"
@@ -188,6 +161,28 @@ def test_backend_errors_through_the_cli(target: Target, ng: NgRunner, tmp_path: 
     assert empty.read_text().count("\n") == 1
 
 
+def test_retry_options_reach_the_backend(ng: NgRunner, tmp_path: Path) -> None:
+    """--num-retries and --backend-retry-delay from the command line: each failed attempt is
+    a warning, the last one error line names the URL without its password (exit 50)."""
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "f").write_text("x")
+    secret = "pa55-w0rd-in-url"
+    url = f"sftp://someone:{secret}@{LOOPBACK}:{free_port()}//tmp/nowhere"
+    result = ng(
+        "full", "--no-encryption", "--num-retries", "3", "--backend-retry-delay", "0.01",
+        src, url,
+    )  # fmt: skip
+    assert result.returncode == 50, result.stderr
+    lines = result.stderr.splitlines()
+    assert [line for line in lines if line.startswith("Attempt ")] == [
+        line for line in lines[:-1]
+    ], result.stderr
+    assert len(lines) == 3 and "Attempt 2 of 3" in lines[1], result.stderr
+    assert "gave up after 3 attempts" in lines[-1] and f"{LOOPBACK}:" in lines[-1]
+    assert secret not in result.stdout + result.stderr and "Traceback" not in result.stderr
+
+
 # -- faults under the engine ------------------------------------------------------------------
 
 
@@ -213,6 +208,72 @@ def run_with_faults(
     code = cli_main.main([str(a) for a in args] + ["--archive-dir", str(archive)])
     out = capsys.readouterr()
     return code, out.out + out.err
+
+
+def run_recorded(
+    target: Target,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    archive: Path,
+    *args: str | Path,
+) -> tuple[int, str, list[tuple[str, str]]]:
+    """cli.main in-process; also returns every (operation, name) that reached the storage."""
+    calls: list[tuple[str, str]] = []
+    from duplicity_ng.cli import context
+
+    def open_recorded(url: str, cli_options: BackendOptions | None = None, **kwargs: object):  # noqa: ANN202
+        stack, faulty = inject(open_raw_backend(url, target.options), [], target.options)
+        faulty.calls = calls
+        return stack
+
+    monkeypatch.setattr(context, "open_backend", open_recorded)
+    code = cli_main.main([str(a) for a in args] + ["--archive-dir", str(archive)])
+    out = capsys.readouterr()
+    return code, out.out + out.err, calls
+
+
+@pytest.mark.parametrize("target", ["s3"], indirect=True)
+@pytest.mark.parametrize("encrypt", [False, True], ids=["no-encryption", "symmetric"])
+def test_incremental_on_a_machine_without_cache_reads_only_metadata(
+    target: Target,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    encrypt: bool,
+) -> None:
+    """The ephemeral cloud instance: a fresh machine, no archive dir, an incremental to S3.
+    It downloads the manifest and the signature files, never a volume."""
+    home = GpgHome.create()
+    monkeypatch.setenv("GNUPGHOME", str(home.path))
+    monkeypatch.setenv("PASSPHRASE", "ephemeral instance passphrase")
+    mode = [] if encrypt else ["--no-encryption"]
+    src = tmp_path / "src"
+    src.mkdir()
+    make_source(src)
+    try:
+        code, output, _ = run_recorded(
+            target, monkeypatch, capsys, tmp_path / "first-machine",
+            "full", *mode, "--volsize", "1", "--current-time", T0, src, target.url,
+        )  # fmt: skip
+        assert code == 0, output
+        change_source(src)
+        code, output, calls = run_recorded(
+            target, monkeypatch, capsys, tmp_path / "second-machine",
+            "incremental", *mode, "--volsize", "1", "--current-time", T1, src, target.url,
+        )  # fmt: skip
+        assert code == 0, output
+        fetched = [name for op, name in calls if op == "get"]
+        assert any(".manifest" in n for n in fetched) and any(".sigtar" in n for n in fetched)
+        assert not [n for n in fetched if ".difftar" in n], fetched
+        code, output, _ = run_recorded(
+            target, monkeypatch, capsys, tmp_path / "third-machine",
+            "restore", *mode, target.url, tmp_path / "restored",
+        )  # fmt: skip
+        assert code == 0, output
+        assert compare_trees(src, tmp_path / "restored", AS_ROOT) == []
+    finally:
+        home.kill_agent()
+        home.remove()
 
 
 FAULT_KINDS = ["file", "sftp", "s3", "b2", "webdav"]

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 import shutil
 import socket
 import stat
+import subprocess
 import tarfile
 import time
 from collections.abc import Iterator
@@ -775,3 +777,56 @@ def test_unchanged_tree_gives_an_incremental_without_file_members(
     vol = backend / only_name(backend, r"^duplicity-inc\..*\.vol1\.difftar\.gz$")
     assert [m.name for m in volume_members(vol)] == []
     assert filelist(manifest_text(backend, r"^duplicity-inc\..*\.manifest$")) == []
+
+
+# -- --dry-run ----------------------------------------------------------------------------------
+
+
+def _tree_files(root: Path) -> dict[str, bytes]:
+    return {
+        str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()
+    }
+
+
+def test_dry_run_changes_neither_backend_nor_cache(ng: NgRunner, tmp_path: Path) -> None:
+    src, backend = tmp_path / "src", tmp_path / "backend"
+    write_file(src / "a.txt", b"alpha\n", T0 - 100)
+    write_file(src / "b.bin", random_bytes(300_000, 1), T0 - 100)
+
+    result = ng.ok("full", NE, "--dry-run", "--current-time", str(T0), src, url(backend))
+    assert "Dry run: would upload duplicity-full." in result.stdout
+    assert "SourceFiles 3" in result.stdout  # the statistics of what would be stored
+    assert backend_names(backend) == []
+    cache = ng.cache_home / "duplicity-ng"
+    assert not [p for p in cache.rglob("*") if p.is_file() and p.name != "lockfile"]
+
+    ng.ok("full", NE, "--current-time", str(T0), src, url(backend))
+    stored, cached = backend_names(backend), _tree_files(cache)
+    write_file(src / "a.txt", b"alpha, changed\n", T1 - 100)
+    result = ng.ok("incremental", NE, "--dry-run", "--current-time", str(T1), src, url(backend))
+    assert "Dry run: would upload duplicity-inc." in result.stdout
+    assert "ChangedFiles 1" in result.stdout
+    assert backend_names(backend) == stored
+    assert _tree_files(cache) == cached
+
+
+def test_output_to_a_closed_pipe_ends_quietly(awkward: Backed) -> None:
+    """`list-current-files | head -1`: no traceback and no error line when head exits."""
+    command = shlex.join(awkward.ng.command("list-current-files", NE, url(awkward.backend)))
+    for _ in range(3):  # the listing is long enough to outlast head most times
+        result = subprocess.run(
+            ["bash", "-o", "pipefail", "-c", f"{command} | head -c 1 >/dev/null"],
+            capture_output=True,
+            text=True,
+            env=awkward.ng.environment(),
+        )
+        assert result.stderr == ""
+        assert result.returncode in (0, 141)
+
+
+def test_restore_dry_run_writes_nothing(awkward: Backed, tmp_path: Path) -> None:
+    dest = tmp_path / "dest"
+    result = awkward.ng.ok("restore", NE, "--dry-run", "-v", "info", url(awkward.backend), dest)
+    assert not dest.exists()
+    assert "Dry run: would restore" in result.stdout and "nothing was written" in result.stdout
+    assert "Dry run: would restore names/" in result.stdout  # each path, at -v info

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from duplicity_ng.backup import SetPlan, SetWriter, run_set
+from duplicity_ng.cache import ArchiveCache
 from duplicity_ng.cli.context import open_repository
 from duplicity_ng.collection import BackupSet, Collection
 from duplicity_ng.crypto import GpgDecryptError
@@ -56,10 +57,13 @@ def run(opts: Options, log: Log) -> int:
             f"{'Full' if full else 'Incremental'} backup of {opts.source} to "
             f"{repo.backend.display_url}"
         )
+        if opts.dry_run:
+            log.notice("Dry run: nothing is stored on the backend or in the local cache")
         writer = SetWriter(
             plan,
             repo.backend,
-            repo.cache,
+            # A dry run's signatures and manifest go to a throw-away cache.
+            ArchiveCache(repo.workdir / "dry-run-cache") if opts.dry_run else repo.cache,
             repo.workdir,
             opts.volsize,
             repo.codec,
@@ -133,6 +137,8 @@ def _set_aside_unfinished(repo: Repository, col: Collection, log: Log) -> Collec
         f"The last backup (of {time.asctime(time.localtime(last.end_time))}) did not finish; "
         "starting a new set beside it (`cleanup --force` removes its volumes)"
     )
+    if repo.dry_run:
+        return col
     for name in repo.cache.names():
         parsed = parse(name, repo.prefixes)
         if parsed is not None and parsed.partial and parsed.end_time == last.end_time:

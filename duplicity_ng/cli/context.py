@@ -20,14 +20,20 @@ from duplicity_ng.repository import Repository
 
 @contextmanager
 def open_repository(opts: Options, log: Log) -> Iterator[Repository]:
-    backend = open_backend(opts.url)
+    backend = open_backend(opts.url, opts.backend, warn=log.warning, note=log.notice)
     try:
         cache = ArchiveCache(opts.archive_dir / (opts.name or default_name(opts.url)))
         with (
             cache.lock(),
             tempfile.TemporaryDirectory(prefix="duplicity-ng-", dir=opts.tempdir) as tmp,
         ):
-            yield Repository(backend, cache, opts.prefixes, Path(tmp), log, make_codec(opts, log))
+            codec = make_codec(opts, log)
+            try:
+                yield Repository(
+                    backend, cache, opts.prefixes, Path(tmp), log, codec, dry_run=opts.dry_run
+                )
+            finally:
+                codec.close()
     finally:
         backend.close()
 

@@ -7,12 +7,13 @@ reported in one line too (with a traceback only under --debug) and exit code 30,
 
 from __future__ import annotations
 
+import os
 import sys
 import traceback
 from collections.abc import Callable
 
 from duplicity_ng import __version__
-from duplicity_ng.cli import backup, listing, restore, status, verify
+from duplicity_ng.cli import backup, cleanup, listing, remove, restore, status, verify
 from duplicity_ng.cli.options import parse_args
 from duplicity_ng.errors import UserError
 from duplicity_ng.log import Log
@@ -28,6 +29,10 @@ COMMANDS: dict[str, Command] = {
     "verify": verify.run,
     "collection-status": status.run,
     "list-current-files": listing.run,
+    "cleanup": cleanup.run,
+    "remove-older-than": remove.run,
+    "remove-all-but-n-full": remove.run,
+    "remove-all-inc-of-but-n-full": remove.run,
 }
 
 
@@ -51,6 +56,12 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         log.error("Interrupted")
         return 130
+    except BrokenPipeError:
+        # The reader of our output went away (`list-current-files | head`): stop quietly,
+        # and keep Python from complaining again when it flushes stdout at exit.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 141  # 128 + SIGPIPE, as a shell reports a process killed by it
     except Exception as exc:  # noqa: BLE001 - the one place that turns bugs into a line
         if debug:
             traceback.print_exc()

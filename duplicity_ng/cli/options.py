@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import shlex
 import time
 from collections.abc import Mapping
 from pathlib import Path
 
+from duplicity_ng.backends import cli as backend_cli
 from duplicity_ng.errors import CommandLineError
 from duplicity_ng.format.names import Prefixes
 from duplicity_ng.log import parse_level
@@ -37,9 +39,26 @@ COMMANDS = {
     "st": "collection-status",
     "list-current-files": "list-current-files",
     "ls": "list-current-files",
+    "cleanup": "cleanup",
+    "cl": "cleanup",
+    "remove-older-than": "remove-older-than",
+    "ro": "remove-older-than",
+    "remove-all-but-n-full": "remove-all-but-n-full",
+    "ra": "remove-all-but-n-full",
+    "remove-all-inc-of-but-n-full": "remove-all-inc-of-but-n-full",
+    "ri": "remove-all-inc-of-but-n-full",
 }
 # Commands whose arguments are (URL) or (URL, DIR) rather than (DIR, URL).
-_URL_FIRST = {"restore", "verify", "collection-status", "list-current-files"}
+_URL_FIRST = {
+    "restore",
+    "verify",
+    "collection-status",
+    "list-current-files",
+    "cleanup",
+    "remove-older-than",
+    "remove-all-but-n-full",
+    "remove-all-inc-of-but-n-full",
+}
 _ARG_COUNT = {
     "full": 2,
     "incremental": 2,
@@ -48,6 +67,16 @@ _ARG_COUNT = {
     "verify": 2,
     "collection-status": 1,
     "list-current-files": 1,
+    "cleanup": 1,
+    "remove-older-than": 2,
+    "remove-all-but-n-full": 2,
+    "remove-all-inc-of-but-n-full": 2,
+}
+# Commands whose first argument is a TIME or a count N, before the URL.
+_LEADING_ARG = {
+    "remove-older-than": "TIME",
+    "remove-all-but-n-full": "N",
+    "remove-all-inc-of-but-n-full": "N",
 }
 _SELECTION_RULES = (
     "include",
@@ -78,7 +107,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="duplicity-ng",
         description="Encrypted, bandwidth-efficient backups in duplicity's format.",
         usage="duplicity-ng [full|incremental|backup|restore|verify|collection-status|"
-        "list-current-files] [options] SOURCE TARGET",
+        "list-current-files|cleanup] [options] SOURCE TARGET\n"
+        "       duplicity-ng remove-older-than TIME [options] URL\n"
+        "       duplicity-ng remove-all-but-n-full|remove-all-inc-of-but-n-full N [options] URL",
         allow_abbrev=False,
     )
     p.add_argument("args", nargs="*", help="command, then source and target")
@@ -126,11 +157,11 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--progress", action="store_true", help="accepted for compatibility")
     gen.add_argument("-v", "--verbosity", default="notice", metavar="LEVEL")
     gen.add_argument("--debug", action="store_true")
-    gen.add_argument("--num-retries", type=int, default=5)
     gen.add_argument(
         "--concurrency", type=int, default=2, metavar="N", help="parallel uploads and downloads"
     )
     gen.add_argument("--version", action="store_true")
+    backend_cli.add_arguments(p)
     return p
 
 
@@ -162,14 +193,16 @@ def _command(args: list[str]) -> tuple[str, list[str]]:
 def _set_paths(opts: Options, command: str, positional: list[str]) -> None:
     expected = _ARG_COUNT[command]
     if len(positional) != expected:
-        shape = "URL" if expected == 1 else ("URL DIR" if command in _URL_FIRST else "DIR URL")
         raise CommandLineError(
             f"'{command}' takes {expected} argument(s), got {len(positional)}",
-            f"usage: duplicity-ng {command} [options] {shape}",
+            f"usage: duplicity-ng {command} [options] {_shape(command)}",
         )
+    if command in _LEADING_ARG:
+        _set_leading_arg(opts, command, positional[0])
+        positional = positional[1:]
     if command in _URL_FIRST:
         opts.url = positional[0]
-        opts.source = positional[1] if expected == 2 else ""
+        opts.source = positional[1] if len(positional) == 2 else ""
     else:
         opts.source, opts.url = positional
     if "://" not in opts.url:
@@ -178,6 +211,28 @@ def _set_paths(opts: Options, command: str, positional: list[str]) -> None:
         )
     if opts.source and "://" in opts.source:
         raise CommandLineError(f"'{opts.source}' should be a local directory, not a URL")
+
+
+def _shape(command: str) -> str:
+    if command in _LEADING_ARG:
+        return f"{_LEADING_ARG[command]} URL"
+    if _ARG_COUNT[command] == 1:
+        return "URL"
+    return "URL DIR" if command in _URL_FIRST else "DIR URL"
+
+
+def _set_leading_arg(opts: Options, command: str, value: str) -> None:
+    if _LEADING_ARG[command] == "TIME":
+        # Read against the real clock, as duplicity does: it parses the TIME before it
+        # applies the (testing-only) --current-time.
+        opts.remove_time = parse_time(value)
+        return
+    if not re.fullmatch(r"[0-9]+", value) or int(value) < 1:
+        raise CommandLineError(
+            f"'{command}' needs the number of full backups to keep (1 or more), got '{value}'",
+            f"usage: duplicity-ng {command} [options] N URL",
+        )
+    opts.keep_chains = int(value)
 
 
 def _set_format(opts: Options, ns: argparse.Namespace) -> None:
@@ -255,11 +310,7 @@ def _set_behaviour(opts: Options, ns: argparse.Namespace) -> None:
     opts.restore_ownership = not ns.no_restore_ownership
     opts.compare_data = ns.compare_data
     opts.tempdir = ns.tempdir
-    if ns.dry_run:
-        raise CommandLineError(
-            "--dry-run is not supported by this version of duplicity-ng",
-            "run without it; nothing is deleted or overwritten on the backend anyway",
-        )
+    opts.dry_run = ns.dry_run
     opts.print_statistics = not ns.no_print_statistics
     level = parse_level(ns.verbosity)
     if level is None:
@@ -268,7 +319,7 @@ def _set_behaviour(opts: Options, ns: argparse.Namespace) -> None:
         )
     opts.verbosity = level
     opts.debug = ns.debug or level >= 9
-    opts.num_retries = ns.num_retries
+    opts.backend = backend_cli.from_namespace(ns)
     if ns.concurrency < 1:
         raise CommandLineError(f"--concurrency must be at least 1, got {ns.concurrency}")
     opts.concurrency = ns.concurrency

@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import os
 import time
+from dataclasses import dataclass
 
 from duplicity_ng.cli.context import open_repository
 from duplicity_ng.collection import Collection
-from duplicity_ng.entry import Index, index_from_path
+from duplicity_ng.entry import Entry, Index, display, index_from_path
 from duplicity_ng.errors import NothingToRestoreError, TargetNotEmptyError, UserError
 from duplicity_ng.log import Log
 from duplicity_ng.options import Options
 from duplicity_ng.repository import Repository
-from duplicity_ng.restore import Restorer, RestoreSink, SetSource
+from duplicity_ng.restore import DataWriter, Restorer, RestoreSink, SetSource
 from duplicity_ng.target import DirectoryWriter
 from duplicity_ng.usermap import OwnerMap
 
@@ -24,6 +25,11 @@ def run(opts: Options, log: Log) -> int:
         col = repo.refresh()
         subtree = index_from_path(opts.path_to_restore or b"")
         sources = plan_sources(repo, col, opts, subtree, log, "Restoring")
+        if opts.dry_run:
+            listing = DryRunListing(log)
+            run_restorer(repo, sources, subtree, listing, log, opts.concurrency)
+            log.notice(f"Dry run: would restore {listing.paths} path(s); nothing was written")
+            return 0
         writer = DirectoryWriter(
             target, log, OwnerMap(opts.numeric_owner), restore_ownership=opts.restore_ownership
         )
@@ -32,6 +38,27 @@ def run(opts: Options, log: Log) -> int:
     if errors:
         raise UserError(f"Restore finished with {errors} error(s)", exit_code=1)
     return 0
+
+
+@dataclass
+class DryRunListing:
+    """A RestoreSink for --dry-run: names what would be restored, writes nothing.
+
+    The volumes are still fetched and checked against their manifests, so a dry run also
+    tells whether the restore would succeed."""
+
+    log: Log
+    paths: int = 0
+
+    def file(self, entry: Entry, write_data: DataWriter) -> None:
+        self.special(entry)
+
+    def special(self, entry: Entry) -> None:
+        self.paths += 1
+        self.log.info(f"Dry run: would restore {display(entry.index)}")
+
+    def finish(self) -> None:
+        pass
 
 
 def _check_target(target: bytes, force: bool) -> None:
@@ -64,7 +91,7 @@ def plan_sources(
         volumes = manifest.containing_volumes(subtree) if subtree else sorted(manifest.volumes)
         sources.append(SetSource(bset, manifest, volumes))
     if not sources:
-        raise NothingToRestoreError("No complete backup set to restore from")
+        raise NothingToRestoreError("No complete backup set to restore from", exit_code=20)
     when = time.asctime(time.localtime(sources[-1].bset.end_time))
     log.notice(f"{verb} the backup of {when}")
     return sources
