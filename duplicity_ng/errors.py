@@ -33,7 +33,7 @@ class HostnameMismatchError(UserError):
 
 
 class ManifestError(UserError):
-    """A manifest is missing, unreadable or does not match the volumes (duplicity 4-6)."""
+    """A manifest is missing (duplicity's 4), does not match (5) or is unreadable (6)."""
 
     exit_code = 5
 
@@ -47,6 +47,8 @@ class NoSignaturesError(UserError):
 
 
 class NothingToRestoreError(UserError):
+    """The requested path is not in the backup (19); 20 when nothing at all is."""
+
     exit_code = 19
 
 
@@ -83,9 +85,9 @@ class SourceMismatchError(UserError):
 
 
 class SourceError(UserError):
-    """The source directory is missing or is not a directory."""
+    """The backup source is missing or not a directory (13); verify's directory: 12."""
 
-    exit_code = 23
+    exit_code = 13
 
 
 class BackendError(UserError):

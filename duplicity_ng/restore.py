@@ -63,8 +63,8 @@ class SetSource:
 class VolumeStream:
     """The members of a set's needed volumes, in order, each volume checked before it is read.
 
-    Up to `depth` next volumes are fetched and hash-checked in the background while this one
-    is read, so at most depth + 1 of the set's volumes are on local disk at once.
+    Up to `depth` next volumes are fetched, hash-checked and decrypted in the background while
+    this one is read, so at most depth + 1 of the set's volumes are on local disk at once.
     """
 
     def __init__(
@@ -83,28 +83,26 @@ class VolumeStream:
 
     def members(self) -> Generator[tuple[MemberName, TarMember]]:
         numbers = iter(self._source.volumes)
-        ahead: deque[tuple[str, Future[Path]]] = deque()
+        ahead: deque[tuple[str, Future[BinaryIO]]] = deque()
 
         def fetch_ahead() -> None:
             while len(ahead) < self._depth and (number := next(numbers, None)) is not None:
                 name = self._remote_name(number)
-                ahead.append((name, self._pool.submit(self._fetch_checked, number, name)))
+                ahead.append((name, self._pool.submit(self._fetch_opened, number, name)))
 
         fetch_ahead()
         try:
             while ahead:
                 name, future = ahead.popleft()
-                path = future.result()
+                stream = future.result()
                 fetch_ahead()
-                try:
-                    yield from self._read_volume(name, path)
-                finally:
-                    path.unlink(missing_ok=True)
+                with stream:
+                    yield from self._read_volume(name, stream)
         finally:
             for _name, future in ahead:
                 future.cancel()
                 with contextlib.suppress(BaseException):
-                    future.result().unlink(missing_ok=True)
+                    future.result().close()
 
     def _remote_name(self, number: int) -> str:
         bset = self._source.bset
@@ -117,25 +115,26 @@ class VolumeStream:
             )
         return name
 
-    def _fetch_checked(self, number: int, name: str) -> Path:
+    def _fetch_opened(self, number: int, name: str) -> BinaryIO:
+        """Fetch, check against the manifest and open (decrypted) one volume.
+
+        The files are unlinked once open: nothing is left behind whatever happens next."""
         path = self._workdir / f"{name}.fetch"
         try:
             self._repo.fetch(name, path)
             self._check_hash(number, name, path)
-        except BaseException:
+            return self._repo.codec.open(path, name)
+        finally:
             path.unlink(missing_ok=True)
-            raise
-        return path
 
-    def _read_volume(self, name: str, path: Path) -> Iterator[tuple[MemberName, TarMember]]:
-        with self._repo.codec.open(path, name) as stream:
-            try:
-                for member in TarReader(stream):
-                    yield parse_member(member.header), member
-            except (TarFormatError, MemberNameError, OSError, EOFError, zlib.error) as exc:
-                raise VolumeHashError(
-                    f"Volume {name} is corrupt: {exc}", "the backend copy is damaged"
-                ) from exc
+    def _read_volume(self, name: str, stream: BinaryIO) -> Iterator[tuple[MemberName, TarMember]]:
+        try:
+            for member in TarReader(stream):
+                yield parse_member(member.header), member
+        except (TarFormatError, MemberNameError, OSError, EOFError, zlib.error) as exc:
+            raise VolumeHashError(
+                f"Volume {name} is corrupt: {exc}", "the backend copy is damaged"
+            ) from exc
 
     def _check_hash(self, number: int, name: str, path: Path) -> None:
         info = self._source.manifest.volumes.get(number)
@@ -242,9 +241,13 @@ class Restorer:
             finally:
                 for cursor in cursors:
                     cursor.close()
-        if self.stats.files == 0:
+        if self.stats.files == 0 and self._subtree:
             raise NothingToRestoreError(
                 f"{display(self._subtree)} not found in archive - no files restored."
+            )
+        if self.stats.files == 0:
+            raise NothingToRestoreError(
+                "No files found in archive - nothing restored.", exit_code=20
             )
         self._sink.finish()
 

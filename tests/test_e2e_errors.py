@@ -1,8 +1,9 @@
 """End to end: what a user sees when something is wrong.
 
 Every error must be exactly one line on stderr, no traceback, and duplicity's exit code
-(FORMAT.md 11): 2 bad command line, 11 restore target not empty, 17 incremental without a
-full, 19 nothing to restore, 21 damaged volume, 23 user error / lock held, 30 no chains.
+(FORMAT.md 11): 2 bad command line, 6 unreadable manifest, 11 restore target not empty,
+12 verify directory missing, 13 backup source missing, 17 incremental without a full, 19 path
+not in the backup, 21 damaged volume, 23 user error / lock held, 30 no chains.
 """
 
 from __future__ import annotations
@@ -152,14 +153,14 @@ def test_restore_into_existing_empty_dir_is_fine(
 
 def test_backup_of_missing_source_dir(ng: NgRunner, tmp_path: Path) -> None:
     result = ng("full", NE, tmp_path / "missing", url(tmp_path / "backend"))
-    one_error_line(result, 23, "missing")
+    one_error_line(result, 13, "missing")
     assert backend_names(tmp_path / "backend") == []
 
 
 def test_backup_of_a_file_as_source(ng: NgRunner, tmp_path: Path) -> None:
     (tmp_path / "file").write_bytes(b"x")
     result = ng("backup", NE, tmp_path / "file", url(tmp_path / "backend"))
-    one_error_line(result, 23, "not a directory")
+    one_error_line(result, 13, "not a directory")
 
 
 def test_incremental_of_another_source_dir_exits_42(
@@ -193,7 +194,7 @@ def test_verify_against_missing_dir(
 ) -> None:
     _, backend = backed_up
     result = ng("verify", url(backend), tmp_path / "missing")
-    one_error_line(result, 23, "missing")
+    one_error_line(result, 12, "missing")
 
 
 def test_backup_without_no_encryption(ng: NgRunner, tmp_path: Path) -> None:
@@ -336,6 +337,17 @@ def test_missing_volume(ng: NgRunner, tmp_path: Path, backed_up: tuple[Path, Pat
     (backend / only_name(backend, r"\.vol1\.difftar\.gz$")).unlink()
     result = ng("restore", url(backend), tmp_path / "dest")
     one_error_line(result, 21, "Volume 1")
+
+
+def test_unreadable_manifest_exits_6(
+    ng: NgRunner, tmp_path: Path, backed_up: tuple[Path, Path]
+) -> None:
+    _, backend = backed_up
+    manifest = only_name(backend, r"\.manifest$")
+    (backend / manifest).write_bytes(b"Hostname x\nVolume one:\n")
+    fresh_cache = ("--archive-dir", tmp_path / "fresh")  # read the backend's copy
+    result = ng("restore", NE, *fresh_cache, url(backend), tmp_path / "dest")
+    one_error_line(result, 6, manifest)
 
 
 # -- command line ----------------------------------------------------------------------------

@@ -16,7 +16,7 @@ from duplicity_ng.verify import Comparer
 
 def run(opts: Options, log: Log) -> int:
     if not os.path.lexists(opts.source):
-        raise SourceError(f"Directory {opts.source} to verify against does not exist")
+        raise SourceError(f"Directory {opts.source} to verify against does not exist", exit_code=12)
     # As in duplicity, DIR stands for the backed-up path, whether or not -r narrows it.
     subtree = index_from_path(opts.path_to_restore or b"")
     with open_repository(opts, log) as repo:
