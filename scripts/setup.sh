@@ -10,8 +10,9 @@ PEER_VERSION="3.2.1"
 PEER_VENV="$REPO/.peers/duplicity-$PEER_VERSION"
 
 # librsync2/-dev: the engine dlopens librsync; rdiff: tests build reference deltas;
-# gnupg: encryption; par2: the par2 wrapper; openssh-server: sftp tests run a private sshd;
-# duplicity (0.8.22): the Debian interop peer; python3-venv: the virtualenvs below.
+# gnupg: encryption; openssh-server: sftp tests run a private sshd;
+# duplicity (0.8.22): the Debian interop peer; python3-venv: the virtualenvs below;
+# groff-base: tests/test_manpage.py renders man/duplicity-ng.1 with groff to catch roff warnings.
 APT_PACKAGES=(
     python3-venv
     librsync2
@@ -19,12 +20,12 @@ APT_PACKAGES=(
     rdiff
     gnupg
     gpg-agent
-    par2
     openssh-server
     openssh-client
     duplicity
     diffutils
     tar
+    groff-base
 )
 
 export DEBIAN_FRONTEND=noninteractive
