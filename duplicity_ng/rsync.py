@@ -198,11 +198,18 @@ def sig_params(file_size: int, max_block_size: int = 0) -> SigParams:
     The strong sum length is librsync's recommendation against forced collisions (rs_sig_args
     with strong_len 0: the full 32-byte BLAKE2 sum).
     """
+    return _params_for_block(block_size(file_size, max_block_size))
+
+
+@functools.lru_cache(maxsize=1024)
+def _params_for_block(block: int) -> SigParams:
+    # Cached: a backup asks once per file, and files share a few block sizes. The maximum
+    # strong length does not depend on the file size, which is passed as unknown (-1).
     ffi = _ffi
     magic = ffi.new("rs_magic_number *", MAGIC_BLAKE2)
-    block_len = ffi.new("size_t *", block_size(file_size, max_block_size))
+    block_len = ffi.new("size_t *", block)
     strong_len = ffi.new("size_t *", _STRONG_LEN_MAX)
-    result = _rs().rs_sig_args(file_size, magic, block_len, strong_len)
+    result = _rs().rs_sig_args(-1, magic, block_len, strong_len)
     if result != _RS_DONE:
         raise _error("signature parameters", result)
     return SigParams(

@@ -16,6 +16,7 @@ from duplicity_ng.errors import ManifestError
 # Bytes that duplicity's `\s|[\\"']` matches: ASCII whitespace (the same set bytes.split()
 # splits on, so a quoted token never breaks a line apart) plus backslash and both quotes.
 _SPECIAL = frozenset(b" \t\n\r\x0b\x0c\\\"'")
+_SPECIAL_RE = re.compile(rb"[ \t\n\r\x0b\x0c\\\\\"']")
 _HEX = frozenset(b"0123456789abcdefABCDEF")
 _VOLUME_LINE = re.compile(rb"volume\s+([0-9]+)\s*:", re.IGNORECASE)
 _VOLUME_START = re.compile(rb"volume\s", re.IGNORECASE)
@@ -26,7 +27,7 @@ _HASH_PREFERENCE = ("SHA1", "MD5")
 
 def quote(b: bytes) -> bytes:
     """Quote a path as duplicity does: only strings with whitespace, `\\`, `"` or `'` change."""
-    if not any(c in _SPECIAL for c in b):
+    if _SPECIAL_RE.search(b) is None:  # the common case, once per file of a backup
         return b
     return b'"' + b"".join(b"\\x%02x" % c if c in _SPECIAL else bytes((c,)) for c in b) + b'"'
 
