@@ -442,7 +442,7 @@ class Selection:
 
     def _compile(self, options: SelectionOptions) -> list[_Rule]:
         try:
-            root_st = os.lstat(self.root)
+            root_st = os.stat(self.root)
         except OSError:
             root_st = os.stat_result((stat.S_IFDIR, 0, 0, 0, 0, 0, 0, 0, 0, 0))
         compiler = _Compiler(self.root_name, root_st, options.null_separator)
@@ -518,7 +518,9 @@ class Selection:
         bytewise name order, a directory before its contents."""
         skip = on_skip or _ignore
         root = self.root
-        st = os.lstat(root)
+        # A source given as a symlink to a directory means that directory (duplicity would
+        # back up the bare link, and a backup of nothing looks like success).
+        st = os.stat(root)
         ftype = _TYPES.get(stat.S_IFMT(st.st_mode))
         if ftype is None:
             skip((), "socket" if stat.S_ISSOCK(st.st_mode) else "unsupported file type")

@@ -830,3 +830,17 @@ def test_restore_dry_run_writes_nothing(awkward: Backed, tmp_path: Path) -> None
     assert not dest.exists()
     assert "Dry run: would restore" in result.stdout and "nothing was written" in result.stdout
     assert "Dry run: would restore names/" in result.stdout  # each path, at -v info
+
+
+def test_source_given_as_a_symlink_to_a_directory(ng: NgRunner, tmp_path: Path) -> None:
+    """The directory behind the link is backed up, not the bare link (duplicity's trap)."""
+    real = tmp_path / "real"
+    write_file(real / "a.txt", b"alpha\n", T0 - 100)
+    write_file(real / "sub" / "b.txt", b"beta\n", T0 - 100)
+    (tmp_path / "link").symlink_to(real)
+    backend = tmp_path / "backend"
+    result = ng.ok("full", NE, "--current-time", str(T0), tmp_path / "link", url(backend))
+    assert "SourceFiles 4" in result.stdout
+    ng.ok("restore", NE, url(backend), tmp_path / "restored")
+    assert (tmp_path / "restored" / "sub" / "b.txt").read_bytes() == b"beta\n"
+    assert not (tmp_path / "restored").is_symlink()
