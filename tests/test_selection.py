@@ -547,10 +547,13 @@ def test_unreadable_paths_are_reported_not_fatal() -> None:
         subprocess.run(["rm", "-rf", str(base)], check=True)
 
 
-def test_root_symlink_yields_only_the_link(tmp_path: Path, tree: Path) -> None:
+def test_root_symlink_is_followed(tmp_path: Path, tree: Path) -> None:
+    """Unlike duplicity, which walks only the bare link: the directory is what was meant."""
     os.symlink(tree, tmp_path / "ln")
     got = list(Selection(os.fsencode(tmp_path / "ln"), SelectionOptions()).walk())
-    assert len(got) == 1 and got[0][0].type is FileType.SYM
+    direct = list(Selection(os.fsencode(tree), SelectionOptions()).walk())
+    assert got[0][0].type is FileType.DIR
+    assert [e.index for e, _ in got] == [e.index for e, _ in direct] and len(got) > 1
 
 
 def test_relative_root_matches_as_given(tree: Path, monkeypatch: pytest.MonkeyPatch) -> None:
