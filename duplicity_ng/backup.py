@@ -10,15 +10,18 @@ leaves a set that is never taken for complete.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
+import tempfile
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
-from duplicity_ng import rsync
+from duplicity_ng import rsync, segments
 from duplicity_ng.backends.base import Backend
 from duplicity_ng.cache import ArchiveCache
 from duplicity_ng.container import Codec, StoredFileWriter
@@ -41,6 +44,7 @@ from duplicity_ng.stats import BackupStats
 from duplicity_ng.volumes import FinishedVolume, Uploader, VolumeWriter
 
 READ_SIZE = 1 << 20
+SIG_IN_MEMORY = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -144,6 +148,8 @@ class SetWriter:
     stats: BackupStats = field(default_factory=BackupStats)
 
     def __post_init__(self) -> None:
+        self._workers = os.cpu_count() or 2
+        self._pool: ThreadPoolExecutor | None = None
         self.manifest = Manifest(hostname=self.hostname)
         self._filelist = open(self.workdir / "filelist", "w+b")  # noqa: SIM115
         self._filelist_count = 0
@@ -200,42 +206,62 @@ class SetWriter:
     ) -> None:
         """A regular file: snapshot, or diff against `old_signature`; and its new signature."""
         params = rsync.sig_params(entry.size, max_blocksize)
-        sig_job = rsync.SignatureJob(params)
-        sig_parts: list[bytes] = []
-        if old_signature is not None:
-            with rsync.Signature.load(old_signature) as basis:
-                chunker = Chunker(self.volumes, DIFF, entry)
-                delta = rsync.DeltaJob(basis)
-                size = self._pump(src, sig_job, sig_parts, chunker, delta)
-                chunker.push(delta.finish())
+        kind = SNAPSHOT if old_signature is None else DIFF
+        chunker = Chunker(self.volumes, kind, entry)
+        if old_signature is not None and entry.size >= segments.MIN_SPLIT_SIZE:
+            job = segments.SegmentedDelta(
+                src.fileno(), entry.size, params, old_signature,
+                self._rsync_pool(), self._workers, self.workdir,
+            )  # fmt: skip
+            result = job.run(chunker.push)
+            size, signature = result.size, result.signature
         else:
-            chunker = Chunker(self.volumes, SNAPSHOT, entry)
-            size = self._pump(src, sig_job, sig_parts, chunker, None)
-        chunker.finish()
-        sig_parts.append(sig_job.finish())
-        signature = b"".join(sig_parts)
-        self._sigtar.add(
-            entry_header(entry, member_name(SIGNATURE, entry.index), len(signature)), signature
-        )
+            size, signature = self._read_once(src, params, chunker, old_signature)
+        with signature:
+            chunker.finish()
+            length = signature.seek(0, os.SEEK_END)
+            signature.seek(0)
+            header = entry_header(entry, member_name(SIGNATURE, entry.index), length)
+            self._sigtar.add_from(header, signature)
         entry.size = size
         self.stats.source_file_size += size
         self._count(entry, old_signature is None)
         self._filelist_line(b"new" if old_signature is None else b"changed", entry.index)
 
-    @staticmethod
-    def _pump(
+    def _read_once(
+        self,
         src: BinaryIO,
-        sig_job: rsync.SignatureJob,
-        sig_parts: list[bytes],
+        params: rsync.SigParams,
         chunker: Chunker,
-        delta: rsync.DeltaJob | None,
-    ) -> int:
-        size = 0
-        while data := src.read(READ_SIZE):
-            size += len(data)
-            sig_parts.append(sig_job.feed(data))
-            chunker.push(delta.feed(data) if delta is not None else data)
-        return size
+        old_signature: bytes | None,
+    ) -> tuple[int, BinaryIO]:
+        """Read the file once: its data or delta for the volumes, and its new signature
+        (returned open at its end; big signatures go through a file, not memory)."""
+        signature = tempfile.SpooledTemporaryFile(SIG_IN_MEMORY, dir=self.workdir)  # noqa: SIM115
+        try:
+            with contextlib.ExitStack() as stack:
+                delta = None
+                if old_signature is not None:
+                    basis = stack.enter_context(rsync.Signature.load(old_signature))
+                    delta = rsync.DeltaJob(basis)
+                sig_job = rsync.SignatureJob(params)
+                size = 0
+                while data := src.read(READ_SIZE):
+                    size += len(data)
+                    signature.write(sig_job.feed(data))
+                    chunker.push(delta.feed(data) if delta is not None else data)
+                signature.write(sig_job.finish())
+                if delta is not None:
+                    chunker.push(delta.finish())
+        except BaseException:
+            signature.close()
+            raise
+        return size, signature  # type: ignore[return-value]
+
+    def _rsync_pool(self) -> ThreadPoolExecutor:
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(self._workers, thread_name_prefix="rsync")
+        return self._pool
 
     def _count(self, entry: Entry, new: bool) -> None:
         self.stats.source_files += 1
@@ -255,13 +281,20 @@ class SetWriter:
     # -- finishing ----------------------------------------------------------------------
     def finish(self) -> None:
         """Store the last volume, then the signatures, then the manifest, in that order."""
+        self._stop_pool()
         self.volumes.close()
         self._uploader.finish()
         self._finish_signatures()
         self._finish_manifest()
         self.stats.raw_delta_size = self.volumes.raw_bytes
 
+    def _stop_pool(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+
     def abort(self) -> None:
+        self._stop_pool()
         self.volumes.abort()
         self._uploader.abort()
         self._sig_file.close()

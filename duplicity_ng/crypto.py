@@ -86,6 +86,7 @@ class GpgSettings:
     sign_key: str | None = None
     use_agent: bool = False
     compress: bool = True  # False: --compress-algo none (as duplicity 3.x does)
+    compress_level: int = 1  # zlib level (DEFAULT_COMPRESS_LEVEL unless --compress-level)
 
     @property
     def symmetric(self) -> bool:
@@ -423,7 +424,7 @@ class Gpg:
             return []
         if not self._advisor.next_file_compresses():
             return ["--compress-algo", "none"]
-        return ["--compress-level", str(DEFAULT_COMPRESS_LEVEL)]
+        return ["--compress-level", str(self.settings.compress_level)]
 
     def writer(self, path: Path) -> GpgWriter:
         adaptive = self.settings.compress and not self.settings.user_gave(_COMPRESSION_OPTIONS)

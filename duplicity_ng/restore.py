@@ -9,6 +9,7 @@ and the result goes to a sink: the directory writer for restore, the comparer fo
 from __future__ import annotations
 
 import contextlib
+import os
 import tempfile
 import zlib
 from collections import deque
@@ -326,8 +327,11 @@ class _PatchedData:
     def _patch(self, basis: BinaryIO, cursor: SetCursor, out: BinaryIO) -> None:
         basis.flush()
         basis.seek(0)
-        job = rsync.PatchJob(basis)
         try:
+            if _is_real_file(out):
+                self._patch_in_c(basis, cursor, out)
+                return
+            job = rsync.PatchJob(basis)
             # In pieces: one COPY command of the delta can stand for gigabytes of output.
             for data in cursor.payload():
                 for piece in job.feed_chunks(data):
@@ -338,6 +342,26 @@ class _PatchedData:
             raise VolumeHashError(
                 f"Cannot patch {self._label}: {exc.message}", "the diff in the archive is damaged"
             ) from exc
+
+    def _patch_in_c(self, basis: BinaryIO, cursor: SetCursor, out: BinaryIO) -> None:
+        """The delta goes to a file first; then librsync patches file to file, without a
+        byte passing through Python (a third of a big file's restore time)."""
+        with tempfile.TemporaryFile(dir=self._workdir) as delta:
+            for data in cursor.payload():
+                delta.write(data)
+            delta.flush()
+            delta.seek(0)
+            out.flush()
+            rsync.patch_files(basis, delta, out)
+        out.seek(0, os.SEEK_END)
+
+
+def _is_real_file(f: BinaryIO) -> bool:
+    try:
+        f.fileno()
+    except (AttributeError, OSError, ValueError):
+        return False
+    return True
 
 
 def _label(bset: BackupSet) -> str:

@@ -844,3 +844,21 @@ def test_source_given_as_a_symlink_to_a_directory(ng: NgRunner, tmp_path: Path) 
     ng.ok("restore", NE, url(backend), tmp_path / "restored")
     assert (tmp_path / "restored" / "sub" / "b.txt").read_bytes() == b"beta\n"
     assert not (tmp_path / "restored").is_symlink()
+
+
+def test_compress_level(ng: NgRunner, tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    text = b"".join(
+        b"INSERT INTO t VALUES (%d, 'row %d', %d);\n" % (i, i * 7, i % 13) for i in range(60_000)
+    )
+    write_file(src / "dump.sql", text, T0 - 100)
+    sizes = {}
+    for level in ("1", "9"):
+        backend = tmp_path / f"b{level}"
+        ng.ok("full", NE, "--compress-level", level, "--current-time", str(T0), src, url(backend))
+        sizes[level] = (backend / only_name(backend, r"\.vol1\.difftar\.gz$")).stat().st_size
+        ng.ok("restore", NE, url(backend), tmp_path / f"r{level}")
+        assert (tmp_path / f"r{level}" / "dump.sql").read_bytes() == text
+    assert sizes["9"] < sizes["1"]
+    result = ng("full", NE, "--compress-level", "0", src, url(tmp_path / "b0"))
+    one_error_line(result, 2, "--compress-level")

@@ -59,3 +59,17 @@ def test_two_diffs_apply_in_order(tmp_path: Path) -> None:
     chain = [_Payload(v0), _Payload(_delta(v0, v1)), _Payload(_delta(v1, v2))]
     _PatchedData(chain, tmp_path, "f").write_to(out)  # type: ignore[arg-type]
     assert out.getvalue() == v2
+
+
+def test_patching_into_a_real_file_runs_in_c(tmp_path: Path) -> None:
+    """Into a file (the restore target), the patch runs file to file in librsync; the
+    result, and the chain of intermediate files for several diffs, must be the same."""
+    v0 = random.Random(4).randbytes(3 << 20)
+    v1 = v0[:100_000] + b"first" + v0[100_000:]
+    v2 = v1[: 2 << 20] + b"second" + v1[(2 << 20) + 50 :]
+    chain = [_Payload(v0), _Payload(_delta(v0, v1)), _Payload(_delta(v1, v2))]
+    target = tmp_path / "restored"
+    with open(target, "wb") as out:
+        _PatchedData(chain, tmp_path, "f").write_to(out)  # type: ignore[arg-type]
+    assert target.read_bytes() == v2
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["restored"]  # no temporary leftovers

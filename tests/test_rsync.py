@@ -79,35 +79,40 @@ def delta_commands(delta: bytes) -> list[tuple[str, int]]:
 
 @pytest.mark.parametrize(
     ("size", "block_len"),
-    [(0, 512), (1, 512), (511, 512), (512, 512), (262144, 512), (262145, 512), (263169, 1024)],
+    [(0, 2048), (1, 2048), (2049, 2048), (1 << 30, 2048), (4 << 30, 4096)],
 )
-def test_sig_params_small_sizes_match_rdiff_maximum_strong_len(
+def test_sig_params_match_rdiff_recommended_magic_and_maximum_strong_len(
     tmp_path: Path, size: int, block_len: int
 ) -> None:
     params = rsync.sig_params(size)
-    assert params.magic == rsync.MAGIC_BLAKE2
+    assert params.magic == rsync.MAGIC_RK_BLAKE2
     assert params.block_len == block_len
     # rdiff -S 0 asks librsync for the same maximum (collision-resistant) strong length.
     src, sig = tmp_path / "src", tmp_path / "sig"
-    src.write_bytes(b"\0" * size)
-    rdiff("signature", "-H", "blake2", "-R", "rollsum", "-b", block_len, "-S", "0", src, sig)
+    src.write_bytes(b"\0" * min(size, 4096))
+    rdiff("signature", "-H", "blake2", "-R", "rabinkarp", "-b", block_len, "-S", "0", src, sig)
     assert struct.unpack(">III", sig.read_bytes()[:12]) == (
-        rsync.MAGIC_BLAKE2,
+        rsync.MAGIC_RK_BLAKE2,
         block_len,
         params.strong_len,
     )
 
 
-def test_sig_params_large_file_and_cap() -> None:
-    # isqrt(1e9) = 31622 -> rounded up to 62 * 512.
-    assert rsync.sig_params(10**9) == rsync.SigParams(rsync.MAGIC_BLAKE2, 31744, 32)
-    capped = rsync.sig_params(10**9, max_block_size=2048)
-    assert capped.block_len == 2048
-    assert capped.strong_len == 32
-    assert rsync.sig_params(1, max_block_size=2048).block_len == 512
-    assert rsync.sig_params(10**9, max_block_size=0).block_len == 31744
+def test_block_size_grows_as_the_square_root_past_one_gib() -> None:
+    assert rsync.block_size(1 << 30) == 2048
+    assert rsync.block_size(16 << 30) == 8192  # isqrt = 131072, / 16
+    assert rsync.block_size(256 << 30) == 32768
+    assert rsync.block_size(10**9, max_block_size=1024) == 1024
+    assert rsync.block_size(10**12, max_block_size=0) == 62976
     with pytest.raises(ValueError):
         rsync.sig_params(-1)
+
+
+def test_duplicity_block_size_rule() -> None:
+    # isqrt(1e9) = 31622 -> rounded up to 62 * 512.
+    assert rsync.duplicity_block_size(10**9) == 31744
+    assert rsync.duplicity_block_size(0) == rsync.duplicity_block_size(262144) == 512
+    assert rsync.duplicity_block_size(263169) == 1024
 
 
 # --- signatures -------------------------------------------------------------------------
@@ -120,7 +125,7 @@ def test_signature_equals_rdiff(tmp_path: Path, size: int) -> None:
     src, sig = tmp_path / "src", tmp_path / "sig"
     src.write_bytes(data)
     rdiff(
-        "signature", "-H", "blake2", "-R", "rollsum",
+        "signature", "-H", "blake2", "-R", "rabinkarp",
         "-b", params.block_len, "-S", params.strong_len, src, sig,
     )  # fmt: skip
     expected = sig.read_bytes()
@@ -139,7 +144,7 @@ def test_signature_equals_rdiff(tmp_path: Path, size: int) -> None:
 
 def test_signature_of_empty_file_is_header_only() -> None:
     params = rsync.sig_params(0)
-    assert make_sig(b"", params) == struct.pack(">III", params.magic, 512, params.strong_len)
+    assert make_sig(b"", params) == struct.pack(">III", params.magic, 2048, params.strong_len)
 
 
 def test_loaded_signature_reports_header() -> None:

@@ -116,6 +116,13 @@ def build_parser() -> argparse.ArgumentParser:
     fmt = p.add_argument_group("format")
     fmt.add_argument("--no-encryption", action="store_true")
     fmt.add_argument("--no-compression", action="store_true")
+    fmt.add_argument(
+        "--compress-level",
+        type=int,
+        metavar="1-9",
+        help="zlib level for gzip and for gpg (default 3 for gzip, 1 inside gpg): higher is "
+        "smaller and slower",
+    )
     fmt.add_argument("--volsize", type=int, default=200, metavar="MiB")
     fmt.add_argument("--max-blocksize", type=int, default=0, metavar="BYTES")
     for kind in ("", "-archive", "-manifest", "-signature", "-jsonstat"):
@@ -238,6 +245,9 @@ def _set_leading_arg(opts: Options, command: str, value: str) -> None:
 def _set_format(opts: Options, ns: argparse.Namespace) -> None:
     opts.encryption = not ns.no_encryption
     opts.compression = not ns.no_compression
+    if ns.compress_level is not None and not 1 <= ns.compress_level <= 9:
+        raise CommandLineError(f"--compress-level must be 1 to 9, got {ns.compress_level}")
+    opts.compress_level = ns.compress_level
     if ns.volsize < 1:
         raise CommandLineError(f"--volsize must be at least 1 (MiB), got {ns.volsize}")
     opts.volsize = ns.volsize * MiB
