@@ -13,15 +13,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO, Protocol
 
 from duplicity_ng.errors import BadSignerError, UserError
-from duplicity_ng.gzipstream import GunzipReader, ParallelGzipWriter
+from duplicity_ng.gzipstream import DEFAULT_LEVEL, GunzipReader, ParallelGzipWriter
 
 if TYPE_CHECKING:
     from duplicity_ng.crypto import Gpg
 
 ENCRYPTED_SUFFIXES = (".gpg", ".g")
-# zlib level 3, not duplicity's 6: 2.3x faster for 11 % more bytes on a SQL dump
-# (bench/README.md); --compress-level changes it.
-GZIP_LEVEL = 3
 
 
 class _CountingFile:
@@ -55,7 +52,7 @@ class StoredFileWriter:
         path: Path,
         compress: bool,
         pool: ThreadPoolExecutor | None = None,
-        level: int = GZIP_LEVEL,
+        level: int = DEFAULT_LEVEL,
     ) -> None:
         self.path = path
         self._raw = _CountingFile(path)
@@ -75,7 +72,7 @@ class StoredFileWriter:
 
     def settled_size(self) -> int:
         if self._gzip is not None:
-            self._gzip.drain()
+            self._gzip.flush()
         return self.stored_size
 
     def close(self) -> str:
@@ -129,7 +126,7 @@ class Codec:
         encrypt: bool = False,
         compress: bool = True,
         gpg: Gpg | None = None,
-        gzip_level: int = GZIP_LEVEL,
+        gzip_level: int = DEFAULT_LEVEL,
     ) -> None:
         self.encrypt = encrypt
         self.compress = compress
@@ -144,7 +141,7 @@ class Codec:
         run has --no-compression.
         """
         if self.encrypt:
-            return self._need_gpg("encrypt").writer(path)
+            return self._need_gpg("encrypt").writer(path, self.deflate_pool())
         if not (self.compress if compress is None else compress):
             return StoredFileWriter(path, compress=False)
         return StoredFileWriter(
@@ -152,7 +149,8 @@ class Codec:
         )
 
     def deflate_pool(self) -> ThreadPoolExecutor:
-        """Threads for gzip, one per core: they run beside the thread building the tar."""
+        """Threads for deflating (gzip, and the packets gpg encrypts), one per core: they run
+        beside the thread building the tar."""
         if self._pool is None:
             self._pool = ThreadPoolExecutor(os.cpu_count() or 2, thread_name_prefix="deflate")
         return self._pool
@@ -174,8 +172,11 @@ class Codec:
             raise UserError(f"Cannot {what}: no gpg settings were given to this run")
         return self.gpg
 
-    def open(self, path: Path, remote_name: str) -> BinaryIO:
-        """The content of a fetched file, decoded by its remote name's suffix."""
+    def open(self, path: Path, remote_name: str, verified: bool = False) -> BinaryIO:
+        """The content of a fetched file, decoded by its remote name's suffix.
+
+        `verified`: the file matched the hash its manifest records (see Gpg.open_decrypted).
+        """
         if remote_name.endswith(".p7m"):
             raise UserError(
                 f"{remote_name} was encrypted with gpgsm (duplicity's --use-gpgsm), which "
@@ -183,7 +184,7 @@ class Codec:
                 "restore it with duplicity 3.x",
             )
         if remote_name.endswith(ENCRYPTED_SUFFIXES):
-            return self._need_gpg("decrypt").open_decrypted(path, remote_name)
+            return self._need_gpg("decrypt").open_decrypted(path, remote_name, verified)
         if self.gpg is not None and self.gpg.settings.sign_key is not None:
             raise BadSignerError(
                 f"{remote_name} is not encrypted, so not signed, but --sign-key "

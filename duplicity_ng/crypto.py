@@ -30,7 +30,8 @@ import termios
 import threading
 import time
 import zlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
@@ -44,7 +45,10 @@ from duplicity_ng.errors import (
     UserError,
     VolumeHashError,
 )
+from duplicity_ng.gzipstream import DEFAULT_LEVEL
 from duplicity_ng.log import Log
+from duplicity_ng.pgpstream import CompressedLiteralWriter, PacketError, literal_data
+from duplicity_ng.readahead import ReadAhead
 
 # python-gnupg logs gpg's warnings through `logging`; without a handler Python's last-resort
 # handler would print them to stderr beside our one-line errors.
@@ -52,8 +56,9 @@ _gnupg_logger = logging.getLogger("gnupg")
 _gnupg_logger.addHandler(logging.NullHandler())
 _gnupg_logger.propagate = False
 
-# gpg's zlib at level 1 instead of its default 6: 1.1-1.8x faster for 2-17 % more bytes
-# (bench/gpg_compression.py). A compression option in --gpg-options wins.
+# When gpg compresses itself (signed files): its zlib at level 1 instead of its default 6,
+# 1.1-1.8x faster for 2-17 % more bytes (bench/gpg_compression.py). Otherwise we compress,
+# at gzipstream.DEFAULT_LEVEL. A compression option in --gpg-options wins over both.
 DEFAULT_COMPRESS_LEVEL = 1
 READ_SIZE = 1 << 20
 # Most of the plaintext that can be on its way through gpg at once: our 64 KiB buffer, the
@@ -64,12 +69,15 @@ HELD_BY_GPG = 64 * 1024
 # How long settled_size waits for gpg to empty the pipe (it reads 150+ MiB/s).
 SETTLE_TIMEOUT = 2.0
 PIPE_BUFFER = 64 * 1024
+PIPE_READ_AHEAD = 1 << 20  # gpg's output pipe while we read a volume it decrypts
 _COMPRESSION_OPTIONS = ("-z", "--compress-level", "--compress-algo", "--bzip2-compress-level")
 _CIPHER_OPTIONS = ("--cipher-algo", "--personal-cipher-preferences")
 _S2K_OPTIONS = ("--s2k-digest-algo", "--s2k-mode")
 _ERR_BAD_PASSPHRASE = 11
 _ERR_NO_PASSPHRASE = 177
 _HIDDEN_KEY_ID = "0000000000000000"
+# gpg messages that never explain a failure (the second comes with our --no-literal).
+_NOISE = ("WARNING: unsafe", "Warning: using insecure", "Note: --no-literal")
 _SIGNATURE_PROBLEMS = ("ERRSIG", "BADSIG", "EXPSIG", "EXPKEYSIG", "REVKEYSIG", "NO_PUBKEY")
 
 Prompt = Callable[[str], str]
@@ -86,7 +94,7 @@ class GpgSettings:
     sign_key: str | None = None
     use_agent: bool = False
     compress: bool = True  # False: --compress-algo none (as duplicity 3.x does)
-    compress_level: int = 1  # zlib level (DEFAULT_COMPRESS_LEVEL unless --compress-level)
+    compress_level: int | None = None  # --compress-level; None: the default of each path
 
     @property
     def symmetric(self) -> bool:
@@ -233,7 +241,7 @@ class GpgStatus:
     def last_message(self) -> str:
         for line in reversed(self.messages):
             text = line.removeprefix("gpg: ").strip()
-            if text and not text.startswith(("WARNING: unsafe", "Warning: using insecure")):
+            if text and not text.startswith(_NOISE):
                 return text
         return f"gpg exited with status {self.returncode}"
 
@@ -318,7 +326,11 @@ class Gpg:
         return self.gnupg.make_args(ours + args, False)
 
     def _spawn(
-        self, args: list[str], passphrase: str | None, stdin: int | None
+        self,
+        args: list[str],
+        passphrase: str | None,
+        stdin: int | None,
+        stdout: int = subprocess.DEVNULL,
     ) -> subprocess.Popen[bytes]:
         """Start gpg; the passphrase (when given) is written to a pipe that gpg reads."""
         read_fd = write_fd = None
@@ -330,7 +342,7 @@ class Gpg:
                 proc = subprocess.Popen(
                     argv,
                     stdin=stdin,
-                    stdout=subprocess.DEVNULL,
+                    stdout=stdout,
                     stderr=subprocess.PIPE,
                     pass_fds=(read_fd,) if read_fd is not None else (),
                     # Tar headers come 512 bytes at a time: gather them before the syscall.
@@ -424,25 +436,45 @@ class Gpg:
             return []
         if not self._advisor.next_file_compresses():
             return ["--compress-algo", "none"]
-        return ["--compress-level", str(self.settings.compress_level)]
+        return ["--compress-level", str(self.settings.compress_level or DEFAULT_COMPRESS_LEVEL)]
 
-    def writer(self, path: Path) -> GpgWriter:
-        adaptive = self.settings.compress and not self.settings.user_gave(_COMPRESSION_OPTIONS)
+    def writer(self, path: Path, pool: ThreadPoolExecutor | None = None) -> GpgWriter:
+        """A writer encrypting into `path`.
+
+        Unless the user set gpg's compression or a file is signed, the compressed packets are
+        made here on the threads of `pool` and gpg only encrypts them (pgpstream): gpg signs
+        what it packs itself, and --no-literal input would go unsigned.
+        """
+        s = self.settings
+        ours = s.compress and not s.user_gave(_COMPRESSION_OPTIONS)
+        if ours and s.sign_key is None:
+            packets = ["--no-literal", "--compress-algo", "none"]
+            level = s.compress_level or DEFAULT_LEVEL
+            return GpgWriter(
+                self, path, self.encrypt_args() + packets, self.backup_passphrase(),
+                packets=(level, pool),
+            )  # fmt: skip
         return GpgWriter(
             self,
             path,
             self.encrypt_args() + self.compression_args(),
             self.backup_passphrase(),
-            self._advisor if adaptive else None,
+            self._advisor if ours else None,
         )
 
     # -- reading ----------------------------------------------------------------------------
-    def open_decrypted(self, path: Path, name: str) -> BinaryIO:
+    def open_decrypted(self, path: Path, name: str, verified: bool = False) -> BinaryIO:
         """The plaintext of the OpenPGP file at `path` (stored as `name`), checked.
 
         gpg decrypts into a temporary file beside `path`; it is opened only when gpg reports a
         clean decryption (and, with --sign-key, the right signer), and deleted on close.
+
+        `verified`: the file's hash already matched its (authenticated) manifest, so gpg's own
+        integrity check cannot fail: the plaintext is read while gpg writes it, and gpg's
+        verdict checked at its end. Not with --sign-key: who signed is only known at the end.
         """
+        if verified and self.settings.sign_key is None:
+            return self._decrypting_reader(path, name)
         plain = path.with_name(path.name + ".plain")
         plain.unlink(missing_ok=True)
         try:
@@ -454,6 +486,16 @@ class Gpg:
             # Opened or refused, the name goes now; an open file lives until it is closed.
             plain.unlink(missing_ok=True)
         return stream
+
+    def _decrypting_reader(self, path: Path, name: str) -> BinaryIO:
+        passphrase = self.passphrases.for_decryption()
+        # From stdin: the caller may unlink `path` before gpg would get to open it.
+        with open(path, "rb") as src:
+            proc = self._spawn(["--unwrap"], passphrase, src.fileno(), stdout=subprocess.PIPE)
+        assert proc.stdout is not None
+        with contextlib.suppress(OSError):  # a bigger pipe: fewer switches between us and gpg
+            fcntl.fcntl(proc.stdout.fileno(), fcntl.F_SETPIPE_SZ, PIPE_READ_AHEAD)
+        return DecryptingReader(proc, name, lambda status: self._check_decrypted(status, name))  # type: ignore[return-value]
 
     def _decrypt(self, src: Path, dest: Path) -> GpgStatus:
         passphrase = self.passphrases.for_decryption()
@@ -631,6 +673,57 @@ class CompressionAdvisor:
             return self._previous[2] < self.THRESHOLD * self._previous[1]
 
 
+class DecryptingReader(ReadAhead):
+    """The plaintext of a volume as gpg decrypts it.
+
+    gpg --unwrap only decrypts; the packets it hands back are unpacked on our thread
+    (pgpstream.literal_data), beside gpg. At the end gpg's exit and status are checked by
+    `check`, which raises if the decryption failed. Closing early stops gpg.
+    """
+
+    def __init__(
+        self, proc: subprocess.Popen[bytes], name: str, check: Callable[[GpgStatus], None]
+    ) -> None:
+        self._proc = proc
+        self._name = name
+        self._check = check
+        self._status = GpgStatus()
+        self._status_thread = threading.Thread(target=self._read_status, daemon=True)
+        self._status_thread.start()
+        super().__init__(self._produce, "unwrap", self._stop)
+
+    def _read_status(self) -> None:
+        assert self._proc.stderr is not None
+        for line in self._proc.stderr:
+            self._status.feed(line.decode("utf-8", "replace"))
+
+    def _produce(self) -> Iterator[bytes]:
+        assert self._proc.stdout is not None
+        try:
+            yield from literal_data(self._proc.stdout)
+            self._proc.stdout.read()
+        except (PacketError, zlib.error, OSError, EOFError) as exc:
+            self._gpg_verdict()  # a failed decryption explains it better
+            raise VolumeHashError(
+                f"{self._name} does not hold a file: {exc}", "the backend copy is damaged"
+            ) from exc
+        self._gpg_verdict()
+
+    def _gpg_verdict(self) -> None:
+        self._proc.wait()
+        self._status_thread.join()
+        self._status.returncode = self._proc.returncode
+        self._check(self._status)
+
+    def _stop(self) -> None:
+        if self._proc.poll() is None:
+            self._proc.kill()
+        self._proc.wait()
+        assert self._proc.stdout is not None
+        self._proc.stdout.close()
+        self._status_thread.join()
+
+
 class GpgWriter:
     """A stored file being encrypted: data written here streams through gpg into `path`.
 
@@ -647,12 +740,14 @@ class GpgWriter:
         args: list[str],
         passphrase: str | None,
         advisor: CompressionAdvisor | None = None,
+        packets: tuple[int, ThreadPoolExecutor | None] | None = None,
     ) -> None:
+        """`packets` (level, pool): we make the compressed packets, gpg gets --no-literal."""
         self.path = path
         self._gpg = gpg
         self._advisor = advisor
         self._next_sample = 0
-        self._written = 0
+        self._written = 0  # bytes handed to gpg
         self._size = 0
         self._closed = False
         self._status = GpgStatus()
@@ -662,6 +757,9 @@ class GpgWriter:
         assert self._proc.stdin is not None
         self._err_thread = threading.Thread(target=self._read_status, daemon=True)
         self._err_thread.start()
+        self._packets = (
+            CompressedLiteralWriter(self._to_gpg, packets[0], packets[1]) if packets else None
+        )
 
     @property
     def pid(self) -> int:
@@ -672,11 +770,16 @@ class GpgWriter:
         for line in self._proc.stderr:
             self._status.feed(line.decode("utf-8", "replace"))
 
-    def write(self, data: bytes) -> int:
-        assert self._proc.stdin is not None
+    def write(self, data: bytes | memoryview) -> int:
+        if self._packets is not None:
+            return self._packets.write(data)
         if self._advisor is not None and self._written >= self._next_sample and len(data) > 4096:
             self._advisor.sample(data)
             self._next_sample = self._written + CompressionAdvisor.EVERY
+        return self._to_gpg(data)
+
+    def _to_gpg(self, data: bytes | memoryview) -> int:
+        assert self._proc.stdin is not None
         self._written += len(data)
         try:
             self._proc.stdin.write(data)
@@ -686,11 +789,20 @@ class GpgWriter:
             raise self._error() from None
         return len(data)
 
+    def _estimate(self) -> int:
+        """With our packets gpg does not compress: what it stores is what it was given,
+        plus its own packets (a few hundred bytes, one length byte per few KiB)."""
+        assert self._packets is not None
+        given = self._written + self._packets.unwritten
+        return given + given // 2048 + 4096
+
     @property
     def stored_size(self) -> int:
         """Bytes stored, plus what gpg may still hold (volumes are cut by this)."""
         if self._closed:
             return self._size
+        if self._packets is not None:
+            return self._estimate()
         try:
             size = os.stat(self.path).st_size
         except FileNotFoundError:
@@ -709,6 +821,9 @@ class GpgWriter:
         """
         if self._closed:
             return self._size
+        if self._packets is not None:
+            self._packets.flush()
+            return self._estimate()
         assert self._proc.stdin is not None
         try:
             self._proc.stdin.flush()
@@ -727,6 +842,8 @@ class GpgWriter:
 
     def close(self) -> str:
         """Finish encrypting; returns the SHA1 hex of the stored file."""
+        if self._packets is not None and not self._closed:
+            self._packets.close()
         self._finish_process()
         if self._proc.returncode != 0 or not self._status.has("END_ENCRYPTION"):
             raise self._error()
@@ -738,6 +855,8 @@ class GpgWriter:
         return sha1.hexdigest()
 
     def abort(self) -> None:
+        if self._packets is not None:
+            self._packets.abort()
         if not self._closed:
             self._proc.kill()
             self._finish_process()

@@ -123,8 +123,8 @@ class VolumeStream:
         path = self._workdir / f"{name}.fetch"
         try:
             self._repo.fetch(name, path)
-            self._check_hash(number, name, path)
-            return self._repo.codec.open(path, name)
+            verified = self._check_hash(number, name, path)
+            return self._repo.codec.open(path, name, verified)
         finally:
             path.unlink(missing_ok=True)
 
@@ -137,17 +137,19 @@ class VolumeStream:
                 f"Volume {name} is corrupt: {exc}", "the backend copy is damaged"
             ) from exc
 
-    def _check_hash(self, number: int, name: str, path: Path) -> None:
+    def _check_hash(self, number: int, name: str, path: Path) -> bool:
+        """Raise if the volume does not match its manifest; False if there is no hash."""
         info = self._source.manifest.volumes.get(number)
         expected = info.hashes.get("SHA1") if info else None
         if expected is None:
-            return
+            return False
         actual = sha1_of(path)
         if actual.lower() != expected.lower():
             raise VolumeHashError(
                 f"Volume {name} does not match its manifest (SHA1 {actual}, expected {expected})",
                 "the backend copy is corrupt or truncated",
             )
+        return True
 
 
 class SetCursor:

@@ -194,10 +194,29 @@ def test_no_compression_means_none_inside_gpg(home: GpgHome, tmp_path: Path) -> 
     assert user.stat().st_size > len(text)
 
 
-def test_incompressible_data_turns_compression_off_for_the_next_file(
+def test_we_compress_and_gpg_only_encrypts(home: GpgHome, tmp_path: Path) -> None:
+    """Unsigned: the compressed packet is ours (stored blocks for random data), gpg gets
+    --no-literal and does not compress again; the result decrypts like any gpg message."""
+    c = codec()
+    rand, text = data(3 << 20), b"text compresses well\n" * 300_000
+    for name, payload in (("r.gpg", rand), ("t.gpg", text)):
+        out = c.writer(tmp_path / name)
+        cmdline = Path(f"/proc/{out.pid}/cmdline").read_bytes()  # type: ignore[attr-defined]
+        assert b"--no-literal" in cmdline
+        out.write(payload)
+        out.close()
+        assert decrypt(c, tmp_path / name) == payload
+        assert "compressed packet: algo=1" in home.list_packets(tmp_path / name, SECRET)
+    assert (tmp_path / "r.gpg").stat().st_size < len(rand) * 1.002
+    assert (tmp_path / "t.gpg").stat().st_size < len(text) / 50
+
+
+def test_incompressible_data_turns_compression_off_for_the_next_signed_file(
     home: GpgHome, tmp_path: Path
 ) -> None:
-    c = codec()
+    """Signed files are compressed by gpg itself (it signs only what it packs), so there the
+    advisor decides, file by file."""
+    c = codec(sign_key=home.fingerprints["alice"])
     rand = data(6 << 20)
     encrypt(c, tmp_path / "1.gpg", rand)  # nothing known yet: compressed
     encrypt(c, tmp_path / "2.gpg", rand)  # the first did not compress: stored as is

@@ -11,8 +11,9 @@ from pathlib import Path
 
 from duplicity_ng.backends.base import open_backend
 from duplicity_ng.cache import ArchiveCache, default_name
-from duplicity_ng.container import GZIP_LEVEL, Codec
-from duplicity_ng.crypto import DEFAULT_COMPRESS_LEVEL, Gpg, GpgSettings, Passphrases, Prompt
+from duplicity_ng.container import Codec
+from duplicity_ng.crypto import Gpg, GpgSettings, Passphrases, Prompt
+from duplicity_ng.gzipstream import DEFAULT_LEVEL
 from duplicity_ng.log import Log
 from duplicity_ng.options import Options
 from duplicity_ng.repository import Repository
@@ -51,7 +52,7 @@ def make_codec(opts: Options, log: Log, prompt: Prompt | None = None) -> Codec:
         encrypt=opts.encryption,
         compress=opts.compression,
         gpg=Gpg(settings, passphrases, log),
-        gzip_level=opts.compress_level or GZIP_LEVEL,
+        gzip_level=opts.compress_level or DEFAULT_LEVEL,
     )
 
 
@@ -64,7 +65,7 @@ def gpg_settings(opts: Options) -> GpgSettings:
         sign_key=opts.sign_key,
         use_agent=opts.use_agent,
         compress=opts.compression,
-        compress_level=opts.compress_level or DEFAULT_COMPRESS_LEVEL,
+        compress_level=opts.compress_level,
     )
 
 
