@@ -305,6 +305,8 @@ def run_one(ds: generate.Dataset, mode: str, tool: Tool, rep: int, settings: Set
             # make the tool sleep (duplicity sleeps 2 s) inside the measured time.
             time.sleep(max(0.0, int(full_ended) + 1.05 - time.time()))
         argv = step_argv(tool, name, mode, src, url, restore, archive)
+        # What earlier steps (or runs) left for the disk to write back is not this step's.
+        os.sync()
         m = run_measured(argv, settings.env, run_dir / f"{name}.log", target, archive)
         if name == "full":
             full_ended = time.time()
@@ -336,6 +338,7 @@ def run_one(ds: generate.Dataset, mode: str, tool: Tool, rep: int, settings: Set
             for d in (target, archive, restore):
                 if d.exists():
                     shutil.rmtree(d)
+            os.sync()
     return run
 
 
@@ -418,6 +421,24 @@ def format_table(rows: list[dict]) -> str:
 
 def _row_label(row: dict) -> str:
     return f"{row['dataset']}/{row['mode']}/{row['step']}"
+
+
+def compile_bytecode() -> None:
+    """Both tools run from bytecode, as installed packages do: pip compiled the peer's, and
+    the checkout's editable install gets its own here (PYTHONDONTWRITEBYTECODE, when set,
+    would otherwise make every command compile the whole package first)."""
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "compileall",
+            "-q",
+            str(REPO / "duplicity_ng"),
+            str(REPO / "backends"),
+        ],
+        capture_output=True,
+        check=False,
+    )
 
 
 def warm_up(tool: Tool, settings: Settings) -> None:
@@ -552,6 +573,7 @@ def main(argv: list[str] | None = None) -> int:
         for cmd in (["gpgconf", "--launch", "gpg-agent"], ["gpg", "--batch", "--list-keys"]):
             argv = [cmd[0], "--homedir", str(gnupg), *cmd[1:]]
             subprocess.run(argv, capture_output=True, env=env, check=False)
+        compile_bytecode()
         for tool in tools.values():
             warm_up(tool, settings)
         for name, ds in datasets.items():

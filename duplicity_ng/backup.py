@@ -216,7 +216,7 @@ class SetWriter:
             result = job.run(chunker.push)
             size, signature = result.size, result.signature
         else:
-            size, signature = self._read_once(src, params, chunker, old_signature)
+            size, signature = self._read_once(src, params, chunker, old_signature, entry.size)
         with signature:
             chunker.finish()
             length = signature.seek(0, os.SEEK_END)
@@ -234,6 +234,7 @@ class SetWriter:
         params: rsync.SigParams,
         chunker: Chunker,
         old_signature: bytes | None,
+        size_hint: int,
     ) -> tuple[int, BinaryIO]:
         """Read the file once: its data or delta for the volumes, and its new signature
         (returned open at its end; big signatures go through a file, not memory)."""
@@ -243,8 +244,9 @@ class SetWriter:
                 delta = None
                 if old_signature is not None:
                     basis = stack.enter_context(rsync.Signature.load(old_signature))
-                    delta = rsync.DeltaJob(basis)
-                sig_job = rsync.SignatureJob(params)
+                    delta = rsync.DeltaJob(basis, size_hint)
+                # Sized for the file: most are small, and a 1 MiB buffer each costs.
+                sig_job = rsync.SignatureJob(params, size_hint)
                 size = 0
                 while data := src.read(READ_SIZE):
                     size += len(data)

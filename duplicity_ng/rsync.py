@@ -39,6 +39,7 @@ MAGIC_RK_MD4 = 0x72730146
 MAGIC_RK_BLAKE2 = 0x72730147
 MAGIC_DELTA = 0x72730236
 BUFFER_SIZE = 1 << 20
+_SIG_HEADER_SIZE = 12
 
 LIBRARY_NAME = "librsync.so.2"
 MIN_BLOCK_SIZE = 512
@@ -245,12 +246,14 @@ class _Job:
 
     _op = "job"
 
-    def __init__(self, job: Any) -> None:
+    def __init__(self, job: Any, buffer_size: int = BUFFER_SIZE) -> None:
+        """`buffer_size`: the output buffer; bigger output comes out in several pieces."""
         if job == _ffi.NULL:
             raise _error(self._op, 102)
         self._job = job
         self._bufs = _ffi.new("rs_buffers_t *")
-        self._out = _new_uncleared("char[]", BUFFER_SIZE)
+        self._out_size = max(4096, min(buffer_size, BUFFER_SIZE))
+        self._out = _new_uncleared("char[]", self._out_size)
         self._done = False
         self._broken = False
 
@@ -340,12 +343,12 @@ class _Job:
         bufs = self._bufs
         while True:
             bufs.next_out = self._out
-            bufs.avail_out = BUFFER_SIZE
+            bufs.avail_out = self._out_size
             avail_in = bufs.avail_in
             result = rs.rs_job_iter(self._job, bufs)
             if result not in (_RS_DONE, _RS_BLOCKED, _RS_RUNNING):
                 raise _error(self._op, result)
-            produced = BUFFER_SIZE - bufs.avail_out
+            produced = self._out_size - bufs.avail_out
             if produced:
                 yield _ffi.buffer(self._out, produced)
             if result == _RS_DONE:
@@ -370,9 +373,14 @@ class SignatureJob(_Job):
 
     _op = "signature"
 
-    def __init__(self, params: SigParams) -> None:
+    def __init__(self, params: SigParams, size_hint: int | None = None) -> None:
+        """`size_hint`: the file's size, when known, to size the output buffer."""
         self.params = params
-        super().__init__(_rs().rs_sig_begin(params.block_len, params.strong_len, params.magic))
+        out = BUFFER_SIZE
+        if size_hint is not None:
+            out = _SIG_HEADER_SIZE + (size_hint // params.block_len + 1) * (4 + params.strong_len)
+        job = _rs().rs_sig_begin(params.block_len, params.strong_len, params.magic)
+        super().__init__(job, out)
 
 
 _HEADER = struct.Struct(">III")
@@ -466,11 +474,13 @@ class DeltaJob(_Job):
 
     _op = "delta"
 
-    def __init__(self, signature: Signature) -> None:
+    def __init__(self, signature: Signature, size_hint: int | None = None) -> None:
+        """`size_hint`: the new file's size, when known, to size the output buffer."""
         sumset = signature._acquire()
         self._signature: Signature | None = signature
         try:
-            super().__init__(_rs().rs_delta_begin(sumset))
+            out = BUFFER_SIZE if size_hint is None else size_hint + size_hint // 8 + 64
+            super().__init__(_rs().rs_delta_begin(sumset), out)
         except BaseException:
             self._released()
             raise

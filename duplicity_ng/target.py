@@ -2,9 +2,14 @@
 
 Nothing from an archive may land outside the target: member names with `..` or a leading `/`
 never reach here (format.members rejects them), and a parent that is a symlink or not a
-directory is refused rather than followed. File data is written to a temporary name and
-renamed over the final one only when complete. Directory metadata (mode, mtime) is applied
-after the directory's contents, so read-only directories and mtimes come out right.
+directory is refused rather than followed. Into a target that held something (--force) file
+data is written to a temporary name and renamed over the final one only when complete; into
+a new or empty target, where nothing can be overwritten, straight to its name. Directory
+metadata (mode, mtime) is applied at the end, deepest first, so read-only directories and
+mtimes come out right.
+
+Small files are written by a few threads: creating a file costs the kernel far more than
+its data (ext4 here: 0.1-0.8 ms a file), and on several cores those costs overlap.
 """
 
 from __future__ import annotations
@@ -14,6 +19,9 @@ import os
 import shutil
 import stat
 import time
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from duplicity_ng.entry import Entry, FileType, Index, display
@@ -21,9 +29,56 @@ from duplicity_ng.log import Log
 from duplicity_ng.restore import DataWriter
 from duplicity_ng.usermap import OwnerMap
 
+# Files up to this size are handed to the writer threads, at most PENDING of them at once.
+SMALL = 1 << 20
+PENDING = 64
+WRITERS = 4
+
 
 class UnsafePathError(Exception):
     pass
+
+
+class _Capture:
+    """Collects a file's data in memory up to `limit` bytes; past that it opens the file
+    (through `open_file`) and writes straight to it."""
+
+    def __init__(self, limit: int, open_file: Callable[[], int]) -> None:
+        self._limit = limit
+        self._open_file = open_file
+        self.data = bytearray()
+        self.fd: int | None = None
+
+    def write(self, data: bytes | memoryview) -> int:
+        if self.fd is None and len(self.data) + len(data) <= self._limit:
+            self.data += data
+            return len(data)
+        if self.fd is None:
+            self.fd = self._open_file()
+            _write_all(self.fd, self.data)
+            self.data = bytearray()
+        _write_all(self.fd, data)
+        return len(data)
+
+    def flush(self) -> None:
+        pass
+
+    def fileno(self) -> int:
+        """The restore's C patch writes to a real file: past this point, be one."""
+        if self.fd is None:
+            self.fd = self._open_file()
+            _write_all(self.fd, self.data)
+            self.data = bytearray()
+        return self.fd
+
+    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
+        return os.lseek(self.fileno(), offset, whence)
+
+
+def _write_all(fd: int, data: bytes | bytearray | memoryview) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
 
 
 @dataclass
@@ -36,29 +91,47 @@ class DirectoryWriter:
     restore_ownership: bool = True
     errors: int = 0
     _real_dirs: set[Index] = field(default_factory=set)
-    _pending_dirs: list[Entry] = field(default_factory=list)
+    _dirs: list[Entry] = field(default_factory=list)  # metadata applied at the end
     _is_root: bool = field(default_factory=lambda: os.geteuid() == 0)
+    _pending: deque[tuple[Index, Future[None]]] = field(default_factory=deque)
+    _pool: ThreadPoolExecutor | None = None
+
+    def __post_init__(self) -> None:
+        # Nothing to overwrite in a new or empty target: files go straight to their names.
+        try:
+            self._fresh = not os.listdir(self.root)
+        except FileNotFoundError:
+            self._fresh = True
+        except OSError:
+            self._fresh = False
 
     # -- RestoreSink ----------------------------------------------------------------------
     def file(self, entry: Entry, write_data: DataWriter) -> None:
         path = self._prepare(entry)
         if path is None:
             return
-        tmp = self._tmp_name(path)
-        _unlink(tmp)  # left over from an interrupted restore
+        opened: list[bytes] = []
+
+        def open_file() -> int:
+            fd, name = self._create(path)
+            opened.append(name)
+            return fd
+
+        capture = _Capture(SMALL, open_file)
         try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-        except OSError as exc:
-            self._fail(entry.index, exc)
+            write_data(capture)  # type: ignore[arg-type]
+        except BaseException:
+            if capture.fd is not None:
+                os.close(capture.fd)
+                _unlink(opened[0])
+            raise
+        if capture.fd is None:
+            self._submit(entry, path, bytes(capture.data))
             return
         try:
-            with os.fdopen(fd, "wb", buffering=1 << 20) as out:
-                write_data(out)
-            self._apply_metadata(tmp, entry)
-            self._replace(tmp, path)
-        except BaseException:
-            _unlink(tmp)
-            raise
+            self._finish_file(capture.fd, opened[0], path, entry)
+        except OSError as exc:
+            self._fail(entry.index, exc)
 
     def special(self, entry: Entry) -> None:
         if entry.type is FileType.DIR:
@@ -87,16 +160,81 @@ class DirectoryWriter:
             self._fail(entry.index, exc)
 
     def finish(self) -> None:
-        while self._pending_dirs:
-            self._close_dir(self._pending_dirs.pop())
+        self._wait(0)
+        if self._pool is not None:
+            self._pool.shutdown()
+        # Deepest first: a directory's mode may forbid writing its children's metadata.
+        for entry in sorted(self._dirs, key=lambda e: len(e.index), reverse=True):
+            try:
+                self._apply_metadata(self._path(entry.index), entry)
+            except OSError as exc:
+                self._fail(entry.index, exc)
+
+    # -- files ----------------------------------------------------------------------------
+    def _create(self, path: bytes) -> tuple[int, bytes]:
+        """Open a new file for `path`: the path itself in a fresh target, else a temporary
+        name to rename over it once complete. Returns (descriptor, name opened)."""
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
+        if self._fresh:
+            try:
+                return os.open(path, flags, 0o600), path
+            except FileExistsError:
+                pass  # something is there after all: go the safe way
+        tmp = self._tmp_name(path)
+        _unlink(tmp)  # left over from an interrupted restore
+        return os.open(tmp, flags, 0o600), tmp
+
+    def _submit(self, entry: Entry, path: bytes, data: bytes) -> None:
+        self._wait(PENDING - 1)
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(WRITERS, thread_name_prefix="restore")
+        self._pending.append((entry.index, self._pool.submit(self._write_file, entry, path, data)))
+
+    def _write_file(self, entry: Entry, path: bytes, data: bytes) -> None:
+        fd, name = self._create(path)
+        try:
+            _write_all(fd, data)
+        except BaseException:
+            os.close(fd)
+            _unlink(name)
+            raise
+        self._finish_file(fd, name, path, entry)
+
+    def _wait(self, keep: int) -> None:
+        """Collect finished writes until at most `keep` are still pending."""
+        while len(self._pending) > keep or (self._pending and self._pending[0][1].done()):
+            index, future = self._pending.popleft()
+            try:
+                future.result()
+            except OSError as exc:
+                self._fail(index, exc)
+
+    def _finish_file(self, fd: int, name: bytes, path: bytes, entry: Entry) -> None:
+        """Metadata through the descriptor (no path lookups), then the name if temporary."""
+        try:
+            if self.restore_ownership and self._is_root:
+                os.fchown(fd, *self.owners.resolve(entry))
+            os.fchmod(fd, entry.mode)
+            os.utime(fd, ns=(time.time_ns(), entry.mtime * 1_000_000_000))
+        except BaseException:
+            os.close(fd)
+            if name != path:
+                _unlink(name)
+            raise
+        os.close(fd)
+        if name != path:
+            try:
+                self._replace(name, path)
+            except BaseException:
+                _unlink(name)
+                raise
 
     # -- paths ----------------------------------------------------------------------------
     def _path(self, index: Index) -> bytes:
         return os.path.join(self.root, *index) if index else self.root
 
     def _prepare(self, entry: Entry) -> bytes | None:
-        """Close finished directories and make sure the parent is a real directory of ours."""
-        self._leave_dirs(entry.index)
+        """Make sure the parent is a real directory of ours."""
         try:
             self._ensure_parent(entry.index)
         except (OSError, UnsafePathError) as exc:
@@ -134,6 +272,7 @@ class DirectoryWriter:
             st = os.lstat(path)
             if not stat.S_ISDIR(st.st_mode):
                 # Only with --force can there be something here; it is replaced by the directory.
+                self._wait(0)  # a pending write may be what is there
                 _remove(path)
                 raise FileNotFoundError
         except FileNotFoundError:
@@ -144,20 +283,7 @@ class DirectoryWriter:
         # Owner-writable while its contents are restored; the real mode comes at the end.
         os.chmod(path, 0o700)
         self._real_dirs.add(entry.index)
-        self._pending_dirs.append(entry)
-
-    def _leave_dirs(self, index: Index) -> None:
-        while self._pending_dirs:
-            top = self._pending_dirs[-1].index
-            if index[: len(top)] == top and len(index) > len(top):
-                return
-            self._close_dir(self._pending_dirs.pop())
-
-    def _close_dir(self, entry: Entry) -> None:
-        try:
-            self._apply_metadata(self._path(entry.index), entry)
-        except OSError as exc:
-            self._fail(entry.index, exc)
+        self._dirs.append(entry)
 
     def _tmp_name(self, path: bytes) -> bytes:
         head, tail = os.path.split(path)

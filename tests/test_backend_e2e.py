@@ -193,15 +193,19 @@ def run_with_faults(
     capsys: pytest.CaptureFixture[str],
     archive: Path,
     *args: str | Path,
+    calls: list[tuple[str, str]] | None = None,
 ) -> tuple[int, str]:
-    """cli.main in-process, its backend opened with a fault injector under the wrappers."""
+    """cli.main in-process, its backend opened with a fault injector under the wrappers;
+    `calls` receives every (operation, name) that reached the storage."""
     from duplicity_ng.cli import context
 
     def open_with_faults(url: str, cli_options: BackendOptions | None = None, **kwargs: object):  # noqa: ANN202
         # The target's options (keys, endpoint...), not the ones of this in-process command
         # line, which names none.
         options = dataclasses.replace(target.options, retry_delay=0.005, num_retries=3)
-        stack, _ = inject(open_raw_backend(url, options), faults, options, kwargs.get("warn"))
+        stack, faulty = inject(open_raw_backend(url, options), faults, options, kwargs.get("warn"))
+        if calls is not None:
+            faulty.calls = calls
         return stack
 
     monkeypatch.setattr(context, "open_backend", open_with_faults)
@@ -217,19 +221,9 @@ def run_recorded(
     archive: Path,
     *args: str | Path,
 ) -> tuple[int, str, list[tuple[str, str]]]:
-    """cli.main in-process; also returns every (operation, name) that reached the storage."""
     calls: list[tuple[str, str]] = []
-    from duplicity_ng.cli import context
-
-    def open_recorded(url: str, cli_options: BackendOptions | None = None, **kwargs: object):  # noqa: ANN202
-        stack, faulty = inject(open_raw_backend(url, target.options), [], target.options)
-        faulty.calls = calls
-        return stack
-
-    monkeypatch.setattr(context, "open_backend", open_recorded)
-    code = cli_main.main([str(a) for a in args] + ["--archive-dir", str(archive)])
-    out = capsys.readouterr()
-    return code, out.out + out.err, calls
+    code, output = run_with_faults(target, [], monkeypatch, capsys, archive, *args, calls=calls)
+    return code, output, calls
 
 
 @pytest.mark.parametrize("target", ["s3"], indirect=True)

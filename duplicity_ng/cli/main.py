@@ -7,13 +7,13 @@ reported in one line too (with a traceback only under --debug) and exit code 30,
 
 from __future__ import annotations
 
+import importlib
 import os
 import sys
 import traceback
 from collections.abc import Callable
 
 from duplicity_ng import __version__
-from duplicity_ng.cli import backup, cleanup, listing, remove, restore, status, verify
 from duplicity_ng.cli.options import parse_args
 from duplicity_ng.errors import UserError
 from duplicity_ng.log import Log
@@ -21,19 +21,25 @@ from duplicity_ng.options import Options
 
 Command = Callable[[Options, Log], int]
 
-COMMANDS: dict[str, Command] = {
-    "full": backup.run,
-    "incremental": backup.run,
-    "backup": backup.run,
-    "restore": restore.run,
-    "verify": verify.run,
-    "collection-status": status.run,
-    "list-current-files": listing.run,
-    "cleanup": cleanup.run,
-    "remove-older-than": remove.run,
-    "remove-all-but-n-full": remove.run,
-    "remove-all-inc-of-but-n-full": remove.run,
+# Command -> the module of duplicity_ng.cli whose run() does it. Only the module of the
+# command being run is imported: start-up time is paid by every cron run.
+COMMANDS: dict[str, str] = {
+    "full": "backup",
+    "incremental": "backup",
+    "backup": "backup",
+    "restore": "restore",
+    "verify": "verify",
+    "collection-status": "status",
+    "list-current-files": "listing",
+    "cleanup": "cleanup",
+    "remove-older-than": "remove",
+    "remove-all-but-n-full": "remove",
+    "remove-all-inc-of-but-n-full": "remove",
 }
+
+
+def command(name: str) -> Command:
+    return importlib.import_module(f"duplicity_ng.cli.{COMMANDS[name]}").run
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -47,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         log.verbosity = opts.verbosity
         debug = opts.debug
-        return COMMANDS[opts.command](opts, log)
+        return command(opts.command)(opts, log)
     except UserError as exc:
         if debug:
             traceback.print_exc()

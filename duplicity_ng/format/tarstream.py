@@ -330,11 +330,19 @@ class TarReader:
 
 
 def _cstr(field: bytes) -> bytes:
-    end = field.find(b"\0")
-    return field if end < 0 else field[:end]
+    return field.partition(b"\0")[0]
 
 
 def _number(field: bytes) -> int:
+    # The common case, octal digits up to a NUL (int() skips surrounding spaces), is tried
+    # first: a sigtar of 20,000 files has 160,000 of these fields.
+    try:
+        return int(field.partition(b"\0")[0], 8)
+    except ValueError:
+        return _number_slow(field)
+
+
+def _number_slow(field: bytes) -> int:
     first = field[0]
     if first == 0o200 or first == 0o377:
         n = int.from_bytes(field[1:], "big")
