@@ -147,6 +147,9 @@ class SetWriter:
     hostname: str = field(default_factory=socket.gethostname)  # what duplicity writes
     stats: BackupStats = field(default_factory=BackupStats)
 
+    _SIGTAR_UPLOAD = "sigtar.upload"
+    _MANIFEST_UPLOAD = "manifest.upload"
+
     def __post_init__(self) -> None:
         self._workers = os.cpu_count() or 2
         self._pool: ThreadPoolExecutor | None = None
@@ -284,6 +287,8 @@ class SetWriter:
     def finish(self) -> None:
         """Store the last volume, then the signatures, then the manifest, in that order."""
         self._stop_pool()
+        for name in (self._SIGTAR_UPLOAD, self._MANIFEST_UPLOAD):
+            self.codec.prepare(self.workdir / name)
         self.volumes.close()
         self._uploader.finish()
         self._finish_signatures()
@@ -305,7 +310,7 @@ class SetWriter:
     def _finish_signatures(self) -> None:
         self._sigtar.close()
         self._sig_file.close()
-        upload = self.workdir / "sigtar.upload"
+        upload = self.workdir / self._SIGTAR_UPLOAD
         self._copy_through(self._sig_part, self.codec.writer(upload))
         self._store(upload, self.plan.signature_name())
         # The cache keeps signatures gzipped, whatever the backend has.
@@ -323,7 +328,7 @@ class SetWriter:
             part.write(b"Filelist %d\n" % self._filelist_count)
             shutil.copyfileobj(self._filelist, part)
         self._filelist.close()
-        upload = self.workdir / "manifest.upload"
+        upload = self.workdir / self._MANIFEST_UPLOAD
         self._copy_through(self._manifest_part, self.codec.writer(upload, compress=False))
         self._store(upload, self.plan.manifest_name())
         upload.unlink()

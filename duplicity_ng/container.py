@@ -148,6 +148,11 @@ class Codec:
             path, compress=True, pool=self.deflate_pool(), level=self.gzip_level
         )
 
+    def prepare(self, path: Path) -> None:
+        """A hint: a writer for `path` will be asked for soon (see Gpg.prepare)."""
+        if self.encrypt:
+            self._need_gpg("encrypt").prepare(path, self.deflate_pool())
+
     def deflate_pool(self) -> ThreadPoolExecutor:
         """Threads for deflating (gzip, and the packets gpg encrypts), one per core: they run
         beside the thread building the tar."""
@@ -156,6 +161,8 @@ class Codec:
         return self._pool
 
     def close(self) -> None:
+        if self.gpg is not None:
+            self.gpg.discard_prepared()
         if self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None

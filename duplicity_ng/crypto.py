@@ -69,7 +69,7 @@ HELD_BY_GPG = 64 * 1024
 # How long settled_size waits for gpg to empty the pipe (it reads 150+ MiB/s).
 SETTLE_TIMEOUT = 2.0
 PIPE_BUFFER = 64 * 1024
-PIPE_READ_AHEAD = 1 << 20  # gpg's output pipe while we read a volume it decrypts
+PIPE_READ_AHEAD = 1 << 20  # the pipes to and from gpg (Linux's default is 64 KiB)
 _COMPRESSION_OPTIONS = ("-z", "--compress-level", "--compress-algo", "--bzip2-compress-level")
 _CIPHER_OPTIONS = ("--cipher-algo", "--personal-cipher-preferences")
 _S2K_OPTIONS = ("--s2k-digest-algo", "--s2k-mode")
@@ -285,6 +285,7 @@ class Gpg:
         self._lock = threading.Lock()
         self._signer_fingerprints: set[str] | None = None
         self._advisor = CompressionAdvisor()
+        self._prepared: dict[Path, GpgWriter] = {}
 
     # -- the binary ---------------------------------------------------------------------
     @property
@@ -445,15 +446,18 @@ class Gpg:
         made here on the threads of `pool` and gpg only encrypts them (pgpstream): gpg signs
         what it packs itself, and --no-literal input would go unsigned.
         """
-        s = self.settings
-        ours = s.compress and not s.user_gave(_COMPRESSION_OPTIONS)
-        if ours and s.sign_key is None:
+        prepared = self._prepared.pop(path, None)
+        if prepared is not None:
+            return prepared
+        if self._packets_mode():
+            s = self.settings
             packets = ["--no-literal", "--compress-algo", "none"]
             level = s.compress_level or DEFAULT_LEVEL
             return GpgWriter(
                 self, path, self.encrypt_args() + packets, self.backup_passphrase(),
                 packets=(level, pool),
             )  # fmt: skip
+        ours = self.settings.compress and not self.settings.user_gave(_COMPRESSION_OPTIONS)
         return GpgWriter(
             self,
             path,
@@ -461,6 +465,22 @@ class Gpg:
             self.backup_passphrase(),
             self._advisor if ours else None,
         )
+
+    def _packets_mode(self) -> bool:
+        s = self.settings
+        return s.compress and not s.user_gave(_COMPRESSION_OPTIONS) and s.sign_key is None
+
+    def prepare(self, path: Path, pool: ThreadPoolExecutor | None = None) -> None:
+        """Start the gpg that `writer(path)` will return, so that it has derived its key
+        (a third of a second of S2K hashing) before the data comes. Only where a file's gpg
+        arguments do not depend on the file before it (our own compression)."""
+        if self._packets_mode() and path not in self._prepared:
+            self._prepared[path] = self.writer(path, pool)
+
+    def discard_prepared(self) -> None:
+        for writer in self._prepared.values():
+            writer.abort()
+        self._prepared.clear()
 
     # -- reading ----------------------------------------------------------------------------
     def open_decrypted(self, path: Path, name: str, verified: bool = False) -> BinaryIO:
@@ -755,6 +775,12 @@ class GpgWriter:
         output = ["--yes", "--output", os.fspath(path)]
         self._proc = gpg._spawn(output + args, passphrase, subprocess.PIPE)
         assert self._proc.stdin is not None
+        if packets:
+            with contextlib.suppress(OSError):
+                # Room for a few compressed blocks: we are not held up while gpg derives its
+                # key or writes out what it has. (When gpg compresses, IN_FLIGHT assumes the
+                # default pipe.)
+                fcntl.fcntl(self._proc.stdin.fileno(), fcntl.F_SETPIPE_SZ, PIPE_READ_AHEAD)
         self._err_thread = threading.Thread(target=self._read_status, daemon=True)
         self._err_thread.start()
         self._packets = (

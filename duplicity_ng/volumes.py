@@ -93,10 +93,14 @@ class VolumeWriter:
 
     def _open_volume(self) -> None:
         self._number += 1
-        path = self._workdir / f"vol{self._number}.tmp"
-        self._out = self._codec.writer(path)
+        self._out = self._codec.writer(self._path(self._number))
+        # The next volume's encryption starts getting ready while this one fills.
+        self._codec.prepare(self._path(self._number + 1))
         self._tar = TarWriter(self._out)  # type: ignore[arg-type]
         self._start = None
+
+    def _path(self, number: int) -> Path:
+        return self._workdir / f"vol{number}.tmp"
 
     def _finish_volume(self) -> None:
         assert self._out is not None and self._tar is not None

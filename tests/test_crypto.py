@@ -211,6 +211,26 @@ def test_we_compress_and_gpg_only_encrypts(home: GpgHome, tmp_path: Path) -> Non
     assert (tmp_path / "t.gpg").stat().st_size < len(text) / 50
 
 
+def test_prepared_writer_is_the_one_used_and_an_unused_one_goes(
+    home: GpgHome, tmp_path: Path
+) -> None:
+    """gpg is started ahead for the next volume (its key derivation overlaps the current one);
+    the writer asked for later is that one, and one never asked for is stopped on close."""
+    c = codec()
+    c.prepare(tmp_path / "next.gpg")
+    prepared_pid = c.gpg._prepared[tmp_path / "next.gpg"].pid  # type: ignore[union-attr]
+    out = c.writer(tmp_path / "next.gpg")
+    assert out.pid == prepared_pid  # type: ignore[attr-defined]
+    out.write(b"data")
+    out.close()
+    assert decrypt(c, tmp_path / "next.gpg") == b"data"
+    c.prepare(tmp_path / "never.gpg")
+    unused = c.gpg._prepared[tmp_path / "never.gpg"]  # type: ignore[union-attr]
+    c.close()
+    assert unused._proc.poll() is not None  # stopped
+    assert not (tmp_path / "never.gpg").exists()
+
+
 def test_incompressible_data_turns_compression_off_for_the_next_signed_file(
     home: GpgHome, tmp_path: Path
 ) -> None:
