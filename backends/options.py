@@ -12,8 +12,10 @@ from pathlib import Path
 
 MiB = 1024 * 1024
 
-#: Storage classes that cannot be read without a restore request first: only volumes go
-#: there, manifests and signature files stay readable in STANDARD.
+#: Archive storage classes, for volumes only. GLACIER and DEEP_ARCHIVE need a restore
+#: request before a read; GLACIER_IR reads at once but charges per retrieval and per
+#: early delete, which manifests and signature files (read by every backup) would pay
+#: over and over. Those stay in STANDARD.
 COLD_STORAGE_CLASSES = frozenset({"GLACIER", "DEEP_ARCHIVE", "GLACIER_IR"})
 
 

@@ -187,7 +187,6 @@ class SegmentedDelta:
         segment_size: int = SEGMENT_SIZE,
     ) -> None:
         self._fd = fd
-        self._size = size
         self._candidates = candidate_params(size, params)
         self._workdir = workdir
         starts = segment_bounds(size, self._candidates[-1].block_len, segment_size)
