@@ -38,6 +38,7 @@ from typing import BinaryIO
 
 import gnupg
 
+from duplicity_ng.deflate import INFLATE_ERRORS
 from duplicity_ng.errors import (
     BadSignerError,
     GpgError,
@@ -722,7 +723,7 @@ class DecryptingReader(ReadAhead):
         try:
             yield from literal_data(self._proc.stdout)
             self._proc.stdout.read()
-        except (PacketError, zlib.error, OSError, EOFError) as exc:
+        except (PacketError, OSError, EOFError, *INFLATE_ERRORS) as exc:
             self._gpg_verdict()  # a failed decryption explains it better
             raise VolumeHashError(
                 f"{self._name} does not hold a file: {exc}", "the backend copy is damaged"

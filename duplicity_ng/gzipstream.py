@@ -1,10 +1,11 @@
 """Deflate on several cores, storing what does not compress; gzip written and read so.
 
-The stream is cut into blocks that worker threads deflate independently (zlib releases the
-GIL), each primed with the last 32 KiB of the block before it, so the ratio stays that of one
-long stream. Each block ends with a sync flush (a byte-aligned empty stored block); the
-concatenation is one valid deflate stream, as pigz makes them, and any gzip reader, Python's
-and duplicity's included, reads it as a single member.
+The stream is cut into blocks that worker threads deflate independently (ISA-L and zlib
+release the GIL; duplicity_ng.deflate picks one by level), each primed with the last 32 KiB
+of the block before it, so the ratio stays that of one long stream. Each block ends with a
+sync flush (a byte-aligned empty stored block); the concatenation is one valid deflate
+stream, as pigz makes them, and any gzip reader, Python's and duplicity's included, reads it
+as a single member.
 
 A block whose sample does not shrink (media, archives, encrypted files) is stored rather than
 deflated: zlib spends as much CPU on random data as on text (about 30 MiB/s) to gain nothing.
@@ -21,10 +22,11 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Protocol
 
+from duplicity_ng import deflate
 from duplicity_ng.readahead import ReadAhead
 
-# zlib level 2, not duplicity's 6: 3.3x faster for 16 % more bytes on a SQL dump (level 3:
-# 2.4x faster, 11 % more; bench/README.md); --compress-level changes it.
+# Level 2 (ISA-L's), not duplicity's zlib 6: about 10x faster for 14 % more bytes on a SQL
+# dump (bench/README.md); --compress-level changes it.
 DEFAULT_LEVEL = 2
 BLOCK_SIZE = 256 * 1024
 DICT_SIZE = 32 * 1024
@@ -46,12 +48,7 @@ def deflate_block(data: bytes, level: int, dictionary: bytes) -> bytes:
     """Raw deflate of one block, sync-flushed so that the next block can follow it."""
     if _incompressible(data):
         level = 0
-    if level == 0:
-        compressor = zlib.compressobj(0, zlib.DEFLATED, -15)
-    elif dictionary:
-        compressor = zlib.compressobj(level, zlib.DEFLATED, -15, zdict=dictionary)
-    else:
-        compressor = zlib.compressobj(level, zlib.DEFLATED, -15)
+    compressor = deflate.compressobj(level, -15, dictionary if level else b"")
     return compressor.compress(data) + compressor.flush(zlib.Z_SYNC_FLUSH)
 
 
@@ -169,7 +166,7 @@ class ParallelGzipWriter:
         return self._deflater.unwritten
 
     def write(self, data: bytes | memoryview) -> int:
-        self._crc = zlib.crc32(data, self._crc)
+        self._crc = deflate.crc32(data, self._crc)
         self._size += len(data)
         return self._deflater.write(data)
 
@@ -201,18 +198,21 @@ class GunzipReader(ReadAhead):
         super().__init__(self._inflate, "gunzip", self._file.close)
 
     def _inflate(self) -> Iterator[bytes]:
-        inflater = zlib.decompressobj(31)
+        inflater = deflate.decompressobj(31)
         fed = False
         pending = b""
+        capped = False  # the last call filled PIECE: output may still wait in the inflater
         while True:
-            if not pending:
+            if not pending and not capped:
                 pending = self._file.read(1 << 20)
                 if not pending:
                     break
             if inflater.eof:  # the next member of a concatenation
-                inflater = zlib.decompressobj(31)
+                inflater = deflate.decompressobj(31)
             fed = True
-            yield inflater.decompress(pending, self.PIECE)
+            out = inflater.decompress(pending, self.PIECE)
+            capped = len(out) == self.PIECE and not inflater.eof
+            yield out
             pending = inflater.unused_data if inflater.eof else inflater.unconsumed_tail
         if fed and not inflater.eof:
             raise EOFError("Compressed file ended before the end-of-stream marker was reached")

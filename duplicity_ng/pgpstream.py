@@ -16,11 +16,11 @@ from __future__ import annotations
 
 import bz2
 import struct
-import zlib
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Protocol
 
+from duplicity_ng import deflate
 from duplicity_ng.gzipstream import ParallelDeflater
 
 _TAG_COMPRESSED = 8
@@ -197,12 +197,13 @@ class _Inflated:
         self._zlib = None
         self._bz2 = None
         if algorithm in (1, 2):
-            self._zlib = zlib.decompressobj(-15 if algorithm == 1 else 15)
+            self._zlib = deflate.decompressobj(-15 if algorithm == 1 else 15)
         elif algorithm == 3:
             self._bz2 = bz2.BZ2Decompressor()
         elif algorithm != 0:
             raise PacketError(f"unknown OpenPGP compression algorithm {algorithm}")
         self._pending = b""
+        self._capped = False
 
     def read(self, n: int = -1) -> bytes:
         n = _READ if n < 0 else n
@@ -216,13 +217,15 @@ class _Inflated:
                 if out:
                     return out
                 continue
-            if not self._pending:
+            if not self._pending and not self._capped:
                 self._pending = self._body.read(_READ)
                 if not self._pending:
                     raise PacketError("compressed OpenPGP data is truncated")
             if self._zlib is not None:  # bounded: a little input can inflate to a lot
                 out = self._zlib.decompress(self._pending, n)
                 self._pending = self._zlib.unconsumed_tail
+                # ISA-L, unlike zlib, may keep output inside when it fills n.
+                self._capped = len(out) == n and not self._zlib.eof
             else:
                 assert self._bz2 is not None
                 out = self._bz2.decompress(self._pending, n)

@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
-import zlib
 from collections import deque
 from collections.abc import Callable, Generator, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -22,6 +21,7 @@ from typing import BinaryIO, Protocol
 from duplicity_ng import rsync
 from duplicity_ng.collection import BackupSet
 from duplicity_ng.container import sha1_of
+from duplicity_ng.deflate import INFLATE_ERRORS
 from duplicity_ng.entry import Entry, FileType, Index, display
 from duplicity_ng.errors import NothingToRestoreError, RsyncError, VolumeHashError
 from duplicity_ng.format.manifest import Manifest
@@ -132,7 +132,7 @@ class VolumeStream:
         try:
             for member in TarReader(stream):
                 yield parse_member(member.header), member
-        except (TarFormatError, MemberNameError, OSError, EOFError, zlib.error) as exc:
+        except (TarFormatError, MemberNameError, OSError, EOFError, *INFLATE_ERRORS) as exc:
             raise VolumeHashError(
                 f"Volume {name} is corrupt: {exc}", "the backend copy is damaged"
             ) from exc

@@ -12,6 +12,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import BinaryIO
 
+from duplicity_ng.deflate import INFLATE_ERRORS
 from duplicity_ng.entry import Entry, FileType
 from duplicity_ng.errors import UserError
 from duplicity_ng.format.members import (
@@ -50,7 +51,7 @@ def read_signatures(stream: BinaryIO, name: str) -> Iterator[SigRecord]:
                     yield SigRecord(entry, member.data)
                 else:
                     yield SigRecord(entry)
-    except (TarFormatError, MemberNameError, OSError, EOFError) as exc:
+    except (TarFormatError, MemberNameError, OSError, EOFError, *INFLATE_ERRORS) as exc:
         raise SignatureFileError(
             f"Signature file {name} is corrupt: {exc}",
             "run `cleanup`, or start a new chain with `full`",

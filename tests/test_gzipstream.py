@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from duplicity_ng.container import StoredFileWriter
+from duplicity_ng.deflate import INFLATE_ERRORS
 from duplicity_ng.gzipstream import BLOCK_SIZE, GunzipReader, ParallelGzipWriter
 
 
@@ -130,7 +131,7 @@ def test_reader_errors_reach_the_reader(tmp_path: Path) -> None:
     corrupt.write_bytes(stored[:20] + bytes(200) + stored[220:])
     with pytest.raises(EOFError):
         _read_all(truncated, 65536)
-    with pytest.raises(zlib.error):
+    with pytest.raises(INFLATE_ERRORS):
         _read_all(corrupt, 65536)
     (tmp_path / "empty.gz").write_bytes(b"")
     assert _read_all(tmp_path / "empty.gz", 10) == b""

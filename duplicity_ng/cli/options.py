@@ -120,8 +120,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--compress-level",
         type=int,
         metavar="1-9",
-        help="zlib level of the compression, with or without gpg (default 2; duplicity's is "
-        "6): higher is smaller and slower",
+        help="deflate level, with or without gpg: 1-3 are ISA-L's, 4-9 zlib's (default 2; "
+        "duplicity's is zlib 6): higher is smaller and slower",
     )
     fmt.add_argument("--volsize", type=int, default=200, metavar="MiB")
     fmt.add_argument("--max-blocksize", type=int, default=0, metavar="BYTES")
