@@ -19,7 +19,7 @@ try:
 except ImportError:  # pragma: no cover - the dependency is installed with the package
     isal_zlib = None
 
-#: The highest --compress-level that ISA-L serves.
+#: The --compress-level values that ISA-L serves.
 ISAL_LEVELS = range(1, 4)
 
 #: What a corrupt deflate stream raises, from either implementation.
