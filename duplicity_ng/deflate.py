@@ -1,9 +1,9 @@
 """The deflate implementation: ISA-L for the fast levels and for inflating, zlib otherwise.
 
 Both write standard deflate, so anything that reads zlib's output (gpg, gzip, duplicity)
-reads ISA-L's. On a SQL dump, ISA-L's level 2 deflates at about 370 MB/s where zlib's
-level 2 manages 110 MB/s, for a slightly smaller output (ratio 0.237 against 0.242), and
-inflates two to three times faster than zlib (bench/README.md). ISA-L has levels 0-3
+reads ISA-L's. On a SQL dump, ISA-L's level 2 deflates at about 350 MB/s where zlib's
+level 2 manages 80-110 MB/s, for a slightly smaller output (ratio 0.237 against 0.243), and
+ISA-L inflates about twice as fast as zlib (bench/compression.py). ISA-L has levels 0-3
 only, and its level 0 still compresses, so zlib keeps levels 4-9 and stored blocks.
 
 The `isal` wheel is a dependency; if it cannot be imported, zlib does everything.
