@@ -411,3 +411,44 @@ def test_bad_command_line_exits_2(ng: NgRunner, tmp_path: Path, args: list[str])
 def test_version(ng: NgRunner) -> None:
     result = ng.ok("--version")
     assert result.stdout.startswith("duplicity-ng ")
+
+
+# -- library threads ---------------------------------------------------------------------------
+
+# A command during which a helper thread of some library dies, as paramiko's SFTP prefetch
+# thread does when the connection drops mid-download.
+_DYING_THREAD = """
+import sys, threading
+from duplicity_ng.cli import main as cli
+
+run_command = cli.command
+
+def command(name):
+    def run(opts, log):
+        worker = threading.Thread(target=lambda: 1 / 0, name="prefetch")
+        worker.start()
+        worker.join()
+        return run_command(name)(opts, log)
+    return run
+
+cli.command = command
+sys.exit(cli.main(sys.argv[1:]))
+"""
+
+
+@pytest.mark.parametrize("debug", [False, True])
+def test_a_library_thread_dying_prints_no_traceback(
+    tmp_path: Path, backed_up: tuple[Path, Path], debug: bool
+) -> None:
+    _, backend = backed_up
+    argv = ["collection-status", url(backend)] + (["--debug"] if debug else [])
+    result = subprocess.run(
+        [sys.executable, "-c", _DYING_THREAD, *argv],
+        env=child_env({"XDG_CACHE_HOME": str(tmp_path / "cache")}, None),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "Full" in result.stdout  # the command itself ran
+    assert ("ZeroDivisionError" in result.stderr) == debug, result.stderr

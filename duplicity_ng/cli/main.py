@@ -7,11 +7,13 @@ reported in one line too (with a traceback only under --debug) and exit code 30,
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import os
 import sys
+import threading
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 from duplicity_ng import __version__
 from duplicity_ng.cli.options import parse_args
@@ -42,6 +44,27 @@ def command(name: str) -> Command:
     return importlib.import_module(f"duplicity_ng.cli.{COMMANDS[name]}").run
 
 
+@contextlib.contextmanager
+def library_threads_quiet(debug: bool) -> Iterator[None]:
+    """Keep a library's helper thread that dies from printing a traceback.
+
+    paramiko's SFTP prefetch thread raises EOFError when the connection drops during a
+    download; the download itself then fails (and is retried) with a clear error of its
+    own. Our own threads hand their exceptions to the caller and never end up here.
+    """
+    previous = threading.excepthook
+
+    def hook(args: threading.ExceptHookArgs) -> None:
+        if debug:
+            previous(args)
+
+    threading.excepthook = hook
+    try:
+        yield
+    finally:
+        threading.excepthook = previous
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     debug = "--debug" in argv
@@ -53,7 +76,8 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         log.verbosity = opts.verbosity
         debug = opts.debug
-        return command(opts.command)(opts, log)
+        with library_threads_quiet(debug):
+            return command(opts.command)(opts, log)
     except UserError as exc:
         if debug:
             traceback.print_exc()
