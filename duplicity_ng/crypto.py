@@ -246,6 +246,17 @@ class GpgStatus:
                 return text
         return f"gpg exited with status {self.returncode}"
 
+    def collect(self, stderr: BinaryIO) -> threading.Thread:
+        """A started thread that feeds gpg's stderr (status and messages) into this."""
+
+        def read() -> None:
+            for line in stderr:
+                self.feed(line.decode("utf-8", "replace"))
+
+        thread = threading.Thread(target=read, daemon=True)
+        thread.start()
+        return thread
+
     def feed(self, line: str) -> None:
         line = line.rstrip("\r\n")
         if line.startswith("[GNUPG:] "):
@@ -514,8 +525,7 @@ class Gpg:
         with open(path, "rb") as src:
             proc = self._spawn(["--unwrap"], passphrase, src.fileno(), stdout=subprocess.PIPE)
         assert proc.stdout is not None
-        with contextlib.suppress(OSError):  # a bigger pipe: fewer switches between us and gpg
-            fcntl.fcntl(proc.stdout.fileno(), fcntl.F_SETPIPE_SZ, PIPE_READ_AHEAD)
+        _widen_pipe(proc.stdout.fileno())  # fewer switches between us and gpg
         return DecryptingReader(proc, name, lambda status: self._check_decrypted(status, name))  # type: ignore[return-value]
 
     def _decrypt(self, src: Path, dest: Path) -> GpgStatus:
@@ -644,6 +654,12 @@ class Gpg:
         return self._signer_fingerprints
 
 
+def _widen_pipe(fd: int) -> None:
+    """Make a pipe to or from gpg hold PIPE_READ_AHEAD bytes (where the kernel allows it)."""
+    with contextlib.suppress(OSError):
+        fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, PIPE_READ_AHEAD)
+
+
 def _pipe_bytes(fd: int) -> int:
     """Bytes written to a pipe and not yet read from it (Linux answers on either end)."""
     return struct.unpack("i", fcntl.ioctl(fd, termios.FIONREAD, b"\0\0\0\0"))[0]
@@ -709,14 +725,9 @@ class DecryptingReader(ReadAhead):
         self._name = name
         self._check = check
         self._status = GpgStatus()
-        self._status_thread = threading.Thread(target=self._read_status, daemon=True)
-        self._status_thread.start()
+        assert proc.stderr is not None
+        self._status_thread = self._status.collect(proc.stderr)
         super().__init__(self._produce, "unwrap", self._stop)
-
-    def _read_status(self) -> None:
-        assert self._proc.stderr is not None
-        for line in self._proc.stderr:
-            self._status.feed(line.decode("utf-8", "replace"))
 
     def _produce(self) -> Iterator[bytes]:
         assert self._proc.stdout is not None
@@ -777,13 +788,12 @@ class GpgWriter:
         self._proc = gpg._spawn(output + args, passphrase, subprocess.PIPE)
         assert self._proc.stdin is not None
         if packets:
-            with contextlib.suppress(OSError):
-                # Room for a few compressed blocks: we are not held up while gpg derives its
-                # key or writes out what it has. (When gpg compresses, IN_FLIGHT assumes the
-                # default pipe.)
-                fcntl.fcntl(self._proc.stdin.fileno(), fcntl.F_SETPIPE_SZ, PIPE_READ_AHEAD)
-        self._err_thread = threading.Thread(target=self._read_status, daemon=True)
-        self._err_thread.start()
+            # Room for a few compressed blocks: we are not held up while gpg derives its key
+            # or writes out what it has. (When gpg compresses, IN_FLIGHT assumes the default
+            # pipe.)
+            _widen_pipe(self._proc.stdin.fileno())
+        assert self._proc.stderr is not None
+        self._err_thread = self._status.collect(self._proc.stderr)
         self._packets = (
             CompressedLiteralWriter(self._to_gpg, packets[0], packets[1]) if packets else None
         )
@@ -791,11 +801,6 @@ class GpgWriter:
     @property
     def pid(self) -> int:
         return self._proc.pid
-
-    def _read_status(self) -> None:
-        assert self._proc.stderr is not None
-        for line in self._proc.stderr:
-            self._status.feed(line.decode("utf-8", "replace"))
 
     def write(self, data: bytes | memoryview) -> int:
         if self._packets is not None:

@@ -31,7 +31,7 @@ class Options:
     # Format
     encryption: bool = True
     compression: bool = True
-    compress_level: int | None = None  # zlib level of gzip and of gpg; None: each one's default
+    compress_level: int | None = None  # deflate level, gzip and gpg; None: each one's default
     volsize: int = 200 * MiB
     max_blocksize: int = 0
     prefixes: Prefixes = field(default_factory=Prefixes)

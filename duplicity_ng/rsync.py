@@ -39,7 +39,7 @@ MAGIC_RK_MD4 = 0x72730146
 MAGIC_RK_BLAKE2 = 0x72730147
 MAGIC_DELTA = 0x72730236
 BUFFER_SIZE = 1 << 20
-_SIG_HEADER_SIZE = 12
+SIG_HEADER_SIZE = 12  # magic, block length, strong sum length
 
 LIBRARY_NAME = "librsync.so.2"
 MIN_BLOCK_SIZE = 512
@@ -201,9 +201,7 @@ def block_size(file_size: int, max_block_size: int = 0) -> int:
     dump is a fifth of duplicity's (bench/README.md). Any block length reads back: it is
     recorded in the signature.
     """
-    if file_size < 0:
-        raise ValueError(f"negative file size {file_size}")
-    size = max(BLOCK_FLOOR, -(-(math.isqrt(file_size) // 16) // MIN_BLOCK_SIZE) * MIN_BLOCK_SIZE)
+    size = max(BLOCK_FLOOR, _round_up(_isqrt(file_size) // 16))
     if max_block_size > 0:
         size = max(min(size, max_block_size), 1)
     return size
@@ -211,9 +209,18 @@ def block_size(file_size: int, max_block_size: int = 0) -> int:
 
 def duplicity_block_size(file_size: int) -> int:
     """duplicity 3.x's rule: isqrt(size) rounded up to a multiple of 512, at least 512."""
+    return max(MIN_BLOCK_SIZE, _round_up(_isqrt(file_size)))
+
+
+def _isqrt(file_size: int) -> int:
     if file_size < 0:
         raise ValueError(f"negative file size {file_size}")
-    return max(MIN_BLOCK_SIZE, -(-math.isqrt(file_size) // MIN_BLOCK_SIZE) * MIN_BLOCK_SIZE)
+    return math.isqrt(file_size)
+
+
+def _round_up(n: int) -> int:
+    """n rounded up to a multiple of MIN_BLOCK_SIZE."""
+    return -(-n // MIN_BLOCK_SIZE) * MIN_BLOCK_SIZE
 
 
 def sig_params(file_size: int, max_block_size: int = 0) -> SigParams:
@@ -378,7 +385,7 @@ class SignatureJob(_Job):
         self.params = params
         out = BUFFER_SIZE
         if size_hint is not None:
-            out = _SIG_HEADER_SIZE + (size_hint // params.block_len + 1) * (4 + params.strong_len)
+            out = SIG_HEADER_SIZE + (size_hint // params.block_len + 1) * (4 + params.strong_len)
         job = _rs().rs_sig_begin(params.block_len, params.strong_len, params.magic)
         super().__init__(job, out)
 

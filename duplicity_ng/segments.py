@@ -45,7 +45,6 @@ MIN_SPLIT_SIZE = 2 * SEGMENT_SIZE
 # text); only used to weigh the block lengths against each other.
 LITERAL_RATIO = 0.3
 _READ = 1 << 20
-_SIG_HEADER = 12
 _DELTA_MAGIC = 4
 _SPOOL_IN_MEMORY = 1 << 20
 
@@ -292,7 +291,8 @@ class SegmentedDelta:
                 trim.write(piece)
             trim.finish(keep_end=last)
             spool.seek(0)
-            signatures = [b"".join(parts)[_SIG_HEADER if index else 0 :] for parts in sig_parts]
+            header = rsync.SIG_HEADER_SIZE if index else 0
+            signatures = [b"".join(parts)[header:] for parts in sig_parts]
             short = not last and size < (length or 0)
             return _Part(signatures, spool, size, short, scanner.stats)
         except BaseException:

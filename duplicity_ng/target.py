@@ -52,19 +52,16 @@ class _Capture:
     def write(self, data: bytes | memoryview) -> int:
         if self.fd is None and len(self.data) + len(data) <= self._limit:
             self.data += data
-            return len(data)
-        if self.fd is None:
-            self.fd = self._open_file()
-            _write_all(self.fd, self.data)
-            self.data = bytearray()
-        _write_all(self.fd, data)
+        else:
+            _write_all(self.fileno(), data)
         return len(data)
 
     def flush(self) -> None:
         pass
 
     def fileno(self) -> int:
-        """The restore's C patch writes to a real file: past this point, be one."""
+        """The file, opened with what was collected so far written to it. (The restore's C
+        patch also asks for it: it writes to a real file.)"""
         if self.fd is None:
             self.fd = self._open_file()
             _write_all(self.fd, self.data)

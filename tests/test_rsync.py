@@ -11,6 +11,7 @@ import threading
 from pathlib import Path
 
 import pytest
+from rsync_util import apply_patch, make_delta, make_sig
 
 from duplicity_ng import errors, rsync
 
@@ -23,28 +24,6 @@ def rand(rng: random.Random, n: int) -> bytes:
 
 def rdiff(*args: str | Path) -> None:
     subprocess.run(["rdiff", "-f", *map(str, args)], check=True, capture_output=True)
-
-
-def make_sig(data: bytes, params: rsync.SigParams | None = None) -> bytes:
-    out = io.BytesIO()
-    rsync.signature_file(io.BytesIO(data), out, params or rsync.sig_params(len(data)))
-    return out.getvalue()
-
-
-def make_delta(sig: bytes, new: bytes) -> bytes:
-    out = io.BytesIO()
-    with rsync.Signature.load(sig) as signature:
-        rsync.delta_file(signature, io.BytesIO(new), out)
-    return out.getvalue()
-
-
-def apply_patch(tmp_path: Path, old: bytes, delta: bytes) -> bytes:
-    basis = tmp_path / "basis"
-    basis.write_bytes(old)
-    out = io.BytesIO()
-    with open(basis, "rb") as f:
-        rsync.patch_file(f, io.BytesIO(delta), out)
-    return out.getvalue()
 
 
 def delta_commands(delta: bytes) -> list[tuple[str, int]]:

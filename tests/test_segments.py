@@ -3,13 +3,13 @@ the old file into the new one, and the joined signature must equal one job's sig
 
 from __future__ import annotations
 
-import io
 import os
 import random
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+from rsync_util import apply_patch, make_sig
 
 from duplicity_ng import rsync
 from duplicity_ng.segments import (
@@ -19,20 +19,6 @@ from duplicity_ng.segments import (
     choose_block,
     segment_bounds,
 )
-
-
-def _signature(data: bytes, params: rsync.SigParams) -> bytes:
-    job = rsync.SignatureJob(params)
-    return job.feed(data) + job.finish()
-
-
-def _patch(tmp_path: Path, old: bytes, delta: bytes) -> bytes:
-    basis = tmp_path / "basis"
-    basis.write_bytes(old)
-    out = io.BytesIO()
-    with open(basis, "rb") as f:
-        rsync.patch_file(f, io.BytesIO(delta), out)
-    return out.getvalue()
 
 
 def _versions(seed: int, size: int) -> tuple[bytes, bytes]:
@@ -61,14 +47,14 @@ def test_joined_parts_equal_one_job(tmp_path: Path, segment: int, workers: int) 
     delta = bytearray()
     with open(path, "rb") as f, ThreadPoolExecutor(workers) as pool:
         job = SegmentedDelta(
-            f.fileno(), len(new), params, _signature(old, params), pool, workers, tmp_path,
+            f.fileno(), len(new), params, make_sig(old, params), pool, workers, tmp_path,
             segment_size=segment,
         )  # fmt: skip
         result = job.run(delta.extend)
     assert result.size == len(new)
     assert result.params == params  # scattered edits: the fine blocks are kept
-    assert result.signature.read() == _signature(new, params)
-    assert _patch(tmp_path, old, bytes(delta)) == new
+    assert result.signature.read() == make_sig(new, params)
+    assert apply_patch(tmp_path, old, bytes(delta)) == new
     assert not [p for p in tmp_path.iterdir() if p.name not in ("new", "basis")]  # no spools
 
 
@@ -80,12 +66,12 @@ def test_empty_and_one_segment_files(tmp_path: Path) -> None:
         delta = bytearray()
         with open(path, "rb") as f, ThreadPoolExecutor(2) as pool:
             job = SegmentedDelta(
-                f.fileno(), len(new), params, _signature(b"old", params), pool, 2, tmp_path,
+                f.fileno(), len(new), params, make_sig(b"old", params), pool, 2, tmp_path,
                 segment_size=4096,
             )  # fmt: skip
             result = job.run(delta.extend)
-        assert result.signature.read() == _signature(new, result.params)
-        assert _patch(tmp_path, b"old", bytes(delta)) == new
+        assert result.signature.read() == make_sig(new, result.params)
+        assert apply_patch(tmp_path, b"old", bytes(delta)) == new
 
 
 def test_file_that_shrank_after_its_size_was_taken(tmp_path: Path) -> None:
@@ -98,13 +84,13 @@ def test_file_that_shrank_after_its_size_was_taken(tmp_path: Path) -> None:
     delta = bytearray()
     with open(path, "rb") as f, ThreadPoolExecutor(2) as pool:
         job = SegmentedDelta(
-            f.fileno(), len(new), params, _signature(old, params), pool, 2, tmp_path,
+            f.fileno(), len(new), params, make_sig(old, params), pool, 2, tmp_path,
             segment_size=2048 * 50,
         )  # fmt: skip
         result = job.run(delta.extend)
     assert result.size == 300_000
-    assert _patch(tmp_path, old, bytes(delta)) == new[:300_000]
-    assert result.signature.read() == _signature(new[:300_000], result.params)
+    assert apply_patch(tmp_path, old, bytes(delta)) == new[:300_000]
+    assert result.signature.read() == make_sig(new[:300_000], result.params)
 
 
 def test_segment_bounds_are_block_aligned() -> None:
@@ -114,7 +100,7 @@ def test_segment_bounds_are_block_aligned() -> None:
 
 
 def _delta(old: bytes, new: bytes, params: rsync.SigParams) -> bytes:
-    with rsync.Signature.load(_signature(old, params)) as loaded:
+    with rsync.Signature.load(make_sig(old, params)) as loaded:
         job = rsync.DeltaJob(loaded)
         return job.feed(new) + job.finish()
 
@@ -157,10 +143,10 @@ def test_signature_block_follows_the_change(tmp_path: Path, edits: int, coarse: 
     delta = bytearray()
     with open(path, "rb") as f, ThreadPoolExecutor(2) as pool:
         job = SegmentedDelta(
-            f.fileno(), len(new), fine, _signature(old, fine), pool, 2, tmp_path,
+            f.fileno(), len(new), fine, make_sig(old, fine), pool, 2, tmp_path,
             segment_size=1 << 20,
         )  # fmt: skip
         result = job.run(delta.extend)
     assert (result.params.block_len > fine.block_len) is coarse
-    assert result.signature.read() == _signature(bytes(new), result.params)
-    assert _patch(tmp_path, old, bytes(delta)) == new
+    assert result.signature.read() == make_sig(bytes(new), result.params)
+    assert apply_patch(tmp_path, old, bytes(delta)) == new
