@@ -10,7 +10,8 @@ backend (`inject` builds the standard stack around it). Kinds of fault:
 - ``corrupt``: put stores a same-size copy with one byte flipped, and reports success.
 - ``drop``: the connection breaks during the transfer. On SFTP the real socket is shut down
   halfway through (from the backend's progress callback) and the storage call fails on its
-  own; elsewhere half of the data is transferred and the call raises ConnectionResetError,
+  own (or, if paramiko had already moved all the data, fails with ConnectionResetError after
+  it); elsewhere half of the data is transferred and the call raises ConnectionResetError,
   as a reset mid-transfer does.
 - ``slow``: the call waits `delay` seconds first (a slow listing).
 
@@ -87,6 +88,10 @@ class FaultyBackend(BackendWrapper):
             call()
         finally:
             self.inner.on_progress = None  # type: ignore[attr-defined]
+        if done:
+            # paramiko had already received (or sent) the rest when the socket went down, so
+            # the call finished: fail it anyway, or the fault would depend on timing.
+            raise ConnectionResetError(104, "Connection reset by peer (injected, after the data)")
 
     def _generic(self, fault: Fault | None, what: str) -> None:
         if fault is None:
